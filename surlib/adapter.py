@@ -1,0 +1,126 @@
+"""The SUR-adapter: a small network that rewrites a prompt's text-encoder embedding.
+
+Paper: Zhong et al., "SUR-adapter", ACM MM 2023. Differences from the official code are
+deliberate fixes (see docs/sur-adapter.md in shared/): the transformer attends over each
+prompt's own tokens (batch first), `eta` and the LLM projection live in the saved config and
+weights, no unused layers are kept, and the module is a diffusers model so it saves, loads and
+moves like any other pipeline component.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from diffusers.utils import BaseOutput
+from torch import nn
+
+
+@dataclass
+class SURAdapterOutput(BaseOutput):
+    """`embeds` goes to the UNet; `hidden` (transformer output) is what the LLM loss distils into."""
+
+    embeds: torch.Tensor
+    hidden: torch.Tensor
+
+
+class PromptAttention(nn.Module):
+    """Queries from the adapter's transformer, keys and values from the original embedding.
+
+    As in the paper the values are the embedding itself (no value projection), so the block
+    re-mixes the prompt's own token vectors; a residual add and a residual feed-forward follow.
+    """
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.to_q = nn.Linear(dim, dim)
+        self.to_k = nn.Linear(dim, dim)
+        self.ff = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, dim))
+        self.scale = 1.0 / math.sqrt(dim)
+
+    def forward(self, query: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        scores = torch.einsum("bqd,bkd->bqk", self.to_q(query), self.to_k(x)) * self.scale
+        h = torch.einsum("bqk,bkd->bqd", scores.softmax(dim=-1), x) + x
+        return self.ff(h) + h
+
+
+class SURAdapter(ModelMixin, ConfigMixin):
+    """Maps text embeddings (B, L, text_dim) to adapted embeddings of the same shape.
+
+    Output = eta * fc(h) + (1 - eta) * x, with `fc` initialised to zero. `llm_proj` maps the
+    teacher LLM's pooled vector to the text width for the distillation loss; it is trained and
+    saved with the adapter but unused at inference.
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        text_dim: int = 768,
+        llm_dim: int = 5120,
+        num_layers: int = 2,
+        num_heads: int = 8,
+        ff_dim: int = 2048,
+        dropout: float = 0.1,
+        eta: float = 0.1,
+        init_seed: int = 0,
+        base_model: str | None = None,
+    ):
+        super().__init__()
+        if text_dim % num_heads:
+            raise ValueError(f"text_dim ({text_dim}) must be divisible by num_heads ({num_heads})")
+        if not 0.0 <= eta <= 1.0:
+            raise ValueError(f"eta must be in [0, 1], got {eta}")
+        # Seeded so that two adapters made from the same config start identical (the official
+        # LLM projection was random and unseeded).
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(init_seed)
+            layer = nn.TransformerEncoderLayer(
+                d_model=text_dim, nhead=num_heads, dim_feedforward=ff_dim, dropout=dropout, batch_first=True
+            )
+            self.transformer = nn.TransformerEncoder(layer, num_layers=num_layers, enable_nested_tensor=False)
+            self.attention = PromptAttention(text_dim)
+            self.fc = nn.Linear(text_dim, text_dim)
+            self.llm_proj = nn.Linear(llm_dim, text_dim)
+        nn.init.zeros_(self.fc.weight)
+        nn.init.zeros_(self.fc.bias)
+        self.eval()  # inference is the default; training code calls .train() explicitly
+
+    @property
+    def text_dim(self) -> int:
+        return self.config.text_dim
+
+    def forward(self, x: torch.Tensor, return_dict: bool = True):
+        if x.ndim != 3 or x.shape[-1] != self.config.text_dim:
+            raise ValueError(
+                f"SURAdapter expects text embeddings of shape (batch, tokens, {self.config.text_dim}), "
+                f"got {tuple(x.shape)}"
+            )
+        x = x.to(self.dtype)
+        hidden = self.transformer(x)
+        h = self.attention(hidden, x)
+        eta = self.config.eta
+        embeds = eta * self.fc(h) + (1.0 - eta) * x
+        if not return_dict:
+            return embeds, hidden
+        return SURAdapterOutput(embeds=embeds, hidden=hidden)
+
+    def project_llm(self, llm_features: torch.Tensor) -> torch.Tensor:
+        """Teacher vectors (B, llm_dim) in the text width, for the distillation loss."""
+        if llm_features.shape[-1] != self.config.llm_dim:
+            raise ValueError(
+                f"LLM features have width {llm_features.shape[-1]} but this adapter was built for "
+                f"llm_dim={self.config.llm_dim}"
+            )
+        return self.llm_proj(llm_features.to(self.dtype))
+
+    def check_text_width(self, width: int, where: str = "the base model's text encoder") -> None:
+        """Refuse a base model of another text width (the official checkpoint broke images so)."""
+        if int(width) != self.config.text_dim:
+            raise ValueError(
+                f"adapter text width {self.config.text_dim} does not match {where} width {width}: "
+                "this adapter was trained for a different base model family "
+                "(768 = SD 1.x, 1024 = SD 2.x, 384 = the toy MiniLM world)"
+            )

@@ -1,0 +1,227 @@
+"""Baseline and SUR-adapter images from one Stable Diffusion pipeline.
+
+`SURPipeline` is orchestration only: the wrapped diffusers pipeline encodes the prompt, the
+adapter rewrites the conditional embedding (never the negative one), and the same diffusers
+pipeline denoises with `prompt_embeds` / `negative_prompt_embeds`. A pair is one batch of two
+with identical starting noise, so the comparison is fair and costs about one generation.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from diffusers import StableDiffusionPipeline
+from diffusers.utils.torch_utils import randn_tensor
+
+from .adapter import SURAdapter
+from .devices import default_device, default_dtype
+
+VARIANTS = ("baseline", "adapter")
+MAX_STEPS = 500
+MAX_SEED = 2**32 - 1
+MAX_GUIDANCE = 50.0
+
+
+@dataclass
+class Generation:
+    """Images keyed by variant ("baseline", "adapter"), plus what made them and how long it took."""
+
+    images: dict[str, Any]
+    prompt: str
+    seed: int
+    steps: int
+    guidance: float
+    negative_prompt: str | None
+    timings: dict[str, float] = field(default_factory=dict)
+    nsfw: dict[str, bool] = field(default_factory=dict)
+
+    @property
+    def baseline(self):
+        return self.images.get("baseline")
+
+    @property
+    def adapter(self):
+        return self.images.get("adapter")
+
+
+def validate_request(prompt, seed, steps, guidance, negative_prompt=None, max_prompt_chars=1000):
+    """Check user-facing arguments; returns them normalised or raises ValueError naming the problem."""
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ValueError("prompt must be a non-empty string")
+    if len(prompt) > max_prompt_chars:
+        raise ValueError(f"prompt is {len(prompt)} characters long; at most {max_prompt_chars} are accepted")
+    if negative_prompt is not None and not isinstance(negative_prompt, str):
+        raise ValueError("negative_prompt must be a string or None")
+    if negative_prompt is not None and len(negative_prompt) > max_prompt_chars:
+        raise ValueError(f"negative prompt is {len(negative_prompt)} characters; at most {max_prompt_chars}")
+    seed = _as_int("seed", seed, 0, MAX_SEED)
+    steps = _as_int("steps", steps, 1, MAX_STEPS)
+    try:
+        guidance = float(guidance)
+    except (TypeError, ValueError):
+        raise ValueError(f"guidance must be a number between 0 and {MAX_GUIDANCE}, got {guidance!r}") from None
+    if not math.isfinite(guidance) or not 0.0 <= guidance <= MAX_GUIDANCE:
+        raise ValueError(f"guidance must be a number between 0 and {MAX_GUIDANCE}, got {guidance!r}")
+    return prompt.strip(), seed, steps, guidance, (negative_prompt or None)
+
+
+def _as_int(name, value, lo, hi):
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be an integer between {lo} and {hi}, got {value!r}")
+    try:
+        as_float = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be an integer between {lo} and {hi}, got {value!r}") from None
+    if not math.isfinite(as_float) or as_float != int(as_float) or not lo <= as_float <= hi:
+        raise ValueError(f"{name} must be an integer between {lo} and {hi}, got {value!r}")
+    return int(as_float)
+
+
+class SURPipeline:
+    """A diffusers `StableDiffusionPipeline` plus a `SURAdapter`, moved and typed together."""
+
+    def __init__(self, sd: StableDiffusionPipeline, adapter: SURAdapter, name: str | None = None):
+        adapter.check_text_width(sd.text_encoder.config.hidden_size)
+        unet_width = sd.unet.config.cross_attention_dim
+        if unet_width != adapter.config.text_dim:
+            adapter.check_text_width(unet_width, where="the UNet's cross-attention")
+        self.sd = sd
+        self.adapter = adapter.to(device=sd.device, dtype=sd.unet.dtype).eval()
+        self.name = name
+        # Diffusers schedulers keep per-call state, so one generation at a time per pipeline.
+        self._lock = threading.Lock()
+
+    # ----------------------------------------------------------------------------- loading
+    @classmethod
+    def from_pretrained(
+        cls,
+        base: str,
+        adapter: str | SURAdapter,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | None = None,
+        safety_checker: bool = True,
+        adapter_subfolder: str | None = None,
+        **sd_kwargs,
+    ) -> "SURPipeline":
+        """Load a Stable Diffusion base (hub id or folder) and an adapter (hub id, folder or model)."""
+        device = torch.device(device) if device is not None else default_device()
+        dtype = dtype or default_dtype(device)
+        if not safety_checker:
+            sd_kwargs.update(safety_checker=None, requires_safety_checker=False)
+        sd = StableDiffusionPipeline.from_pretrained(base, torch_dtype=dtype, **sd_kwargs)
+        if not isinstance(adapter, SURAdapter):
+            adapter = SURAdapter.from_pretrained(adapter, subfolder=adapter_subfolder)
+        pipe = cls(sd.to(device), adapter, name=str(base))
+        return pipe
+
+    def to(self, device=None, dtype=None) -> "SURPipeline":
+        self.sd.to(device=device, dtype=dtype)
+        self.adapter.to(device=self.sd.device, dtype=self.sd.unet.dtype)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return self.sd.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.sd.unet.dtype
+
+    @property
+    def components(self) -> dict[str, Any]:
+        return {**self.sd.components, "adapter": self.adapter}
+
+    def set_progress_bar_config(self, **kwargs):
+        self.sd.set_progress_bar_config(**kwargs)
+
+    # ----------------------------------------------------------------------------- prompt
+    @torch.no_grad()
+    def encode(self, prompts, negative_prompt=None, guidance: float = 7.5):
+        """Text-encoder embeddings of prompts and negatives, exactly as the pipeline makes them."""
+        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        use_cfg = guidance > 1.0
+        negative = None
+        if use_cfg and negative_prompt is not None:
+            negative = [negative_prompt] * len(prompts)
+        cond, uncond = self.sd.encode_prompt(
+            prompts, self.device, num_images_per_prompt=1, do_classifier_free_guidance=use_cfg,
+            negative_prompt=negative,
+        )
+        return cond, uncond
+
+    @torch.no_grad()
+    def adapt(self, embeds: torch.Tensor) -> torch.Tensor:
+        return self.adapter(embeds.to(self.adapter.dtype)).embeds.to(embeds.dtype)
+
+    # ----------------------------------------------------------------------------- generation
+    def initial_latents(self, seed: int, height: int, width: int) -> torch.Tensor:
+        """The starting noise for a seed: drawn on the CPU so it is the same on every device."""
+        shape = (1, self.sd.unet.config.in_channels, height // self.sd.vae_scale_factor,
+                 width // self.sd.vae_scale_factor)
+        gen = torch.Generator("cpu").manual_seed(seed)
+        return randn_tensor(shape, generator=gen, dtype=torch.float32).to(self.device, self.dtype)
+
+    def generate_pair(self, prompt: str, seed: int = 0, steps: int = 25, guidance: float = 7.5,
+                      negative_prompt: str | None = None, height: int | None = None,
+                      width: int | None = None, output_type: str = "pil") -> Generation:
+        """Baseline and adapted image in one batched denoising pass from identical noise."""
+        return self._run(prompt, seed, steps, guidance, negative_prompt, height, width, output_type, VARIANTS)
+
+    def generate(self, prompt: str, variant: str = "adapter", seed: int = 0, steps: int = 25,
+                 guidance: float = 7.5, negative_prompt: str | None = None, height: int | None = None,
+                 width: int | None = None, output_type: str = "pil") -> Generation:
+        """One image, baseline or adapter; the same seed gives the same image as in a pair."""
+        if variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+        return self._run(prompt, seed, steps, guidance, negative_prompt, height, width, output_type, (variant,))
+
+    def _run(self, prompt, seed, steps, guidance, negative_prompt, height, width, output_type, variants):
+        prompt, seed, steps, guidance, negative_prompt = validate_request(
+            prompt, seed, steps, guidance, negative_prompt)
+        default_size = self.sd.unet.config.sample_size * self.sd.vae_scale_factor
+        height, width = height or default_size, width or default_size
+        multiple = self.sd.vae_scale_factor * 2 ** (len(self.sd.unet.config.block_out_channels) - 1)
+        if height % multiple or width % multiple:
+            raise ValueError(f"height and width must be multiples of {multiple}, got {height}x{width}")
+        with self._lock:
+            t0 = time.perf_counter()
+            cond, uncond = self.encode(prompt, negative_prompt, guidance)
+            t1 = _sync(self.device)
+            rows = {"baseline": cond}
+            if "adapter" in variants:
+                rows["adapter"] = self.adapt(cond)
+            t2 = _sync(self.device)
+            n = len(variants)
+            prompt_embeds = torch.cat([rows[v] for v in variants])
+            negative_embeds = uncond.repeat(n, 1, 1) if uncond is not None else None
+            latents = self.initial_latents(seed, height, width).repeat(n, 1, 1, 1)
+            # One generator per image, all seeded alike, so stochastic schedulers add the
+            # same noise to every image of the batch (and the same as a single generation).
+            generators = [torch.Generator("cpu").manual_seed(seed + 1) for _ in variants]
+            out = self.sd(
+                prompt_embeds=prompt_embeds, negative_prompt_embeds=negative_embeds, latents=latents,
+                num_inference_steps=steps, guidance_scale=guidance, generator=generators,
+                height=height, width=width, output_type=output_type,
+            )
+            t3 = _sync(self.device)
+        nsfw = out.nsfw_content_detected or [False] * n
+        return Generation(
+            images=dict(zip(variants, out.images)), prompt=prompt, seed=seed, steps=steps,
+            guidance=guidance, negative_prompt=negative_prompt,
+            timings={"encode_s": t1 - t0, "adapter_s": t2 - t1, "denoise_s": t3 - t2, "total_s": t3 - t0},
+            nsfw={v: bool(f) for v, f in zip(variants, nsfw)},
+        )
+
+
+def _sync(device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+__all__ = ["SURPipeline", "Generation", "validate_request", "VARIANTS"]

@@ -1,0 +1,71 @@
+"""Named model presets: one small registry that the app, eval and bench share."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from .adapter import SURAdapter
+from .devices import default_device, default_dtype
+from .pipeline import SURPipeline
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    description: str
+    load: Callable[..., SURPipeline]
+    base: str | None = None
+    adapter: str | None = None
+    tags: tuple[str, ...] = field(default_factory=tuple)
+
+
+def _load_hub(base: str, adapter_default: str | None):
+    def load(adapter: str | None = None, device=None, dtype=None, safety_checker: bool = True):
+        adapter = adapter or os.environ.get("SUR_ADAPTER") or adapter_default
+        if adapter is None:
+            raise ValueError(
+                f"this preset ({base}) has no published SUR-adapter yet: pass adapter=<folder or hub id> "
+                "or set SUR_ADAPTER (train one with `python -m train.train_adapter`)"
+            )
+        return SURPipeline.from_pretrained(base, adapter=adapter, device=device, dtype=dtype,
+                                           safety_checker=safety_checker)
+    return load
+
+
+def _load_tiny(adapter: str | None = None, device=None, dtype=None, safety_checker: bool = False):
+    """Random tiny UNet/VAE with the real MiniLM text encoder: plumbing only, images are noise."""
+    from .minilm import load_minilm
+    from .tiny import build_tiny_sd
+
+    encoder, tokenizer = load_minilm()
+    with tempfile.TemporaryDirectory() as tmp:
+        sd = build_tiny_sd(tmp, text_encoder=encoder, tokenizer=tokenizer, seed=0, image_size=64)
+    device = torch.device(device) if device else default_device()
+    dtype = dtype or default_dtype(device)
+    sd.to(device) if dtype == torch.float32 else sd.to(device=device, dtype=dtype)
+    ada = SURAdapter.from_pretrained(adapter) if adapter else SURAdapter(
+        text_dim=encoder.config.hidden_size, llm_dim=encoder.config.hidden_size, num_heads=4, ff_dim=512)
+    return SURPipeline(sd, ada, name="tiny")
+
+
+PRESETS: dict[str, Preset] = {p.name: p for p in [
+    Preset("tiny", "random tiny UNet/VAE + MiniLM text encoder; CPU plumbing demo, images are noise",
+           _load_tiny, tags=("offline",)),
+    Preset("sd15", "Stable Diffusion 1.5 (768-d CLIP); needs a trained SUR-adapter",
+           _load_hub("stable-diffusion-v1-5/stable-diffusion-v1-5", None),
+           base="stable-diffusion-v1-5/stable-diffusion-v1-5"),
+    Preset("sd21", "Stable Diffusion 2.1 (1024-d OpenCLIP); needs a trained SUR-adapter",
+           _load_hub("stabilityai/stable-diffusion-2-1", None), base="stabilityai/stable-diffusion-2-1"),
+]}
+
+
+def load_preset(name: str, **kwargs) -> SURPipeline:
+    """Load a preset by name; kwargs (adapter, device, dtype, safety_checker) go to its loader."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; available: {', '.join(sorted(PRESETS))}")
+    return PRESETS[name].load(**kwargs)
