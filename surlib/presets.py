@@ -53,7 +53,34 @@ def _load_tiny(adapter: str | None = None, device=None, dtype=None, safety_check
     return SURPipeline(sd, ada, name="tiny")
 
 
+def _load_toy(adapter: str | None = None, device=None, dtype=None, safety_checker: bool = False):
+    """The toy world's base model and adapter from assets/toy (no network)."""
+    from .toy.base_model import ASSETS, load_toy_sd
+
+    sd = load_toy_sd()
+    device = torch.device(device) if device else default_device()
+    dtype = dtype or torch.float32  # toy models are small; fp32 everywhere keeps results exact
+    sd.to(device) if dtype == torch.float32 else sd.to(device=device, dtype=dtype)
+    path = adapter or (ASSETS / "adapter" if (ASSETS / "adapter" / "config.json").exists() else None)
+    if path is None:
+        # No trained toy adapter shipped yet: an identity adapter (eta = 0) keeps the
+        # comparison honest (both images equal) instead of showing an untrained one.
+        ada = SURAdapter(text_dim=sd.text_encoder.config.hidden_size, llm_dim=384, num_heads=4,
+                         ff_dim=512, eta=0.0, base_model="toy (no trained adapter yet)")
+    else:
+        ada = SURAdapter.from_pretrained(path)
+    return SURPipeline(sd, ada, name="toy")
+
+
+def toy_available() -> bool:
+    from .toy.base_model import ASSETS
+
+    return (ASSETS / "unet" / "config.json").exists() and (ASSETS / "vae" / "config.json").exists()
+
+
 PRESETS: dict[str, Preset] = {p.name: p for p in [
+    Preset("toy", "the toy world: MiniLM text encoder + small VAE/UNet trained here (offline, CPU)",
+           _load_toy, tags=("offline",)),
     Preset("tiny", "random tiny UNet/VAE + MiniLM text encoder; CPU plumbing demo, images are noise",
            _load_tiny, tags=("offline",)),
     Preset("sd15", "Stable Diffusion 1.5 (768-d CLIP); needs a trained SUR-adapter",
@@ -62,6 +89,11 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
     Preset("sd21", "Stable Diffusion 2.1 (1024-d OpenCLIP); needs a trained SUR-adapter",
            _load_hub("stabilityai/stable-diffusion-2-1", None), base="stabilityai/stable-diffusion-2-1"),
 ]}
+
+
+def default_preset() -> str:
+    """The offline default: the toy world once its weights are in assets/, else `tiny`."""
+    return "toy" if toy_available() else "tiny"
 
 
 def load_preset(name: str, **kwargs) -> SURPipeline:
