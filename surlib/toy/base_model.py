@@ -38,7 +38,7 @@ def unet_config() -> dict:
 
 def scheduler_config() -> dict:
     return dict(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="epsilon",
-                clip_sample=False, set_alpha_to_one=False, steps_offset=1, timestep_spacing="trailing")
+                clip_sample=False, set_alpha_to_one=False, steps_offset=1, timestep_spacing="leading")
 
 
 def build_toy_vae() -> AutoencoderKL:

@@ -1,0 +1,341 @@
+"""The toy world: scenes, rendering, prompts, splits and the SURD-style export."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import ndimage
+
+from surlib.toy import world as W
+from surlib.toy.dataset import (
+    METADATA_KEYS,
+    ToyStream,
+    export_imagefolder,
+    read_metadata,
+    rows_to_images,
+    sample_rows,
+)
+from surlib.toy.world import (
+    ACTIONS,
+    BACKGROUNDS,
+    COLORS,
+    COUNTS,
+    KINDS,
+    Scene,
+    complex_prompt,
+    render,
+    render_array,
+    render_batch,
+    scenes,
+    simple_prompt,
+    split_of,
+)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def object_mask(img: np.ndarray, scene: Scene) -> np.ndarray:
+    """Pixels that are (mostly) object colour: fit img = bg + a * (col - bg) per pixel and
+    keep a > 0.5 with a small residual (this excludes the grey jump shadows)."""
+    bg = W._background(scene.background)
+    col = np.asarray(W.COLOR_RGB[scene.color], np.float32)
+    d = col - bg
+    p = img.astype(np.float32) - bg
+    a = (p * d).sum(-1) / (d * d).sum(-1)
+    resid = np.linalg.norm(p - a[..., None] * d, axis=-1)
+    return (a > 0.5) & (resid < 40)
+
+
+def n_components(img: np.ndarray, scene: Scene) -> int:
+    _, n = ndimage.label(object_mask(img, scene), structure=np.ones((3, 3)))
+    return n
+
+
+# ----------------------------------------------------------------------------- vocabularies
+
+def test_vocabularies_meet_the_spec():
+    assert COUNTS == (1, 2, 3, 4, 5)
+    assert len(COLORS) >= 6 and len(KINDS) >= 3 and len(ACTIONS) >= 4 and len(BACKGROUNDS) >= 3
+    for table in (W.COLOR_WORDS, W.COLOR_RGB):
+        assert set(table) == set(COLORS)
+    assert set(W.KIND_WORDS) == set(KINDS) and set(W.ACTION_WORDS) == set(ACTIONS)
+    assert set(W.BACKGROUND_WORDS) == set(BACKGROUNDS) and set(W.NUMBER_WORDS) == set(COUNTS)
+    assert len(W.SIMPLE_TEMPLATES) >= 10
+
+
+def test_object_colours_are_far_from_each_other_and_from_every_background():
+    rgb = {c: np.asarray(v, float) for c, v in W.COLOR_RGB.items()}
+    for a in COLORS:
+        for b in COLORS:
+            if a < b:
+                assert np.linalg.norm(rgb[a] - rgb[b]) > 80, (a, b)
+        for bg in BACKGROUNDS:
+            pix = W._background(bg).reshape(-1, 3)
+            assert np.linalg.norm(pix - rgb[a], axis=1).min() > 120, (a, bg)
+
+
+def test_scene_validates_and_round_trips():
+    s = Scene(3, "red", "robot", "jumping", "grass")
+    assert Scene.from_dict(s.to_dict()) == s
+    assert Scene.from_dict(json.loads(json.dumps(s.to_dict()))) == s
+    assert s.combo == (3, "red", "robot", "jumping")
+    with pytest.raises(ValueError, match="count"):
+        Scene(6, "red", "robot", "jumping")
+    with pytest.raises(ValueError, match="color"):
+        Scene(1, "pink", "robot", "jumping")
+    with pytest.raises(ValueError, match="action"):
+        Scene(1, "red", "robot", "dancing")
+    with pytest.raises(Exception):
+        s.count = 2  # frozen
+    assert len(W.all_scenes()) == len(COUNTS) * len(COLORS) * len(KINDS) * len(ACTIONS) * len(BACKGROUNDS)
+
+
+# ----------------------------------------------------------------------------- rendering
+
+def test_render_is_deterministic_and_seed_dependent():
+    s = Scene(4, "blue", "cat", "sitting", "sky")
+    a = render_array(s, 123)
+    assert a.shape == (64, 64, 3) and a.dtype == np.uint8
+    assert np.array_equal(a, render_array(s, 123))
+    assert np.array_equal(a, np.asarray(render(s, 123)))
+    assert render(s, 123).size == (64, 64) and render(s, 123).mode == "RGB"
+    assert not np.array_equal(a, render_array(s, 124))
+    batch = render_batch([s, Scene(1, "red", "person", "lying")], [123, 5])
+    assert batch.shape == (2, 64, 64, 3) and batch.dtype == np.uint8
+    assert np.array_equal(batch[0], a)
+    assert np.array_equal(batch[1], render_array(Scene(1, "red", "person", "lying"), 5))
+    with pytest.raises(ValueError):
+        render_batch([s], [1, 2])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_rendered_objects_are_separate_and_counted_exactly(kind):
+    rng = np.random.default_rng(7)
+    for action in ACTIONS:
+        for count in COUNTS:
+            for _ in range(3):
+                s = Scene(count, COLORS[int(rng.integers(len(COLORS)))], kind, action,
+                          BACKGROUNDS[int(rng.integers(len(BACKGROUNDS)))])
+                seed = int(rng.integers(1 << 30))
+                img = render_array(s, seed)
+                assert n_components(img, s) == count, (s, seed)
+
+
+def test_layout_boxes_are_inside_and_do_not_overlap():
+    rng = np.random.default_rng(3)
+    for _ in range(150):
+        s = Scene(int(rng.choice(COUNTS)), "red", KINDS[int(rng.integers(3))],
+                  ACTIONS[int(rng.integers(4))])
+        boxes = W.object_boxes(s, int(rng.integers(1 << 30)))
+        assert len(boxes) == s.count
+        for x0, y0, x1, y1 in boxes:
+            assert 0 <= x0 < x1 <= 64 and 0 <= y0 < y1 <= 64
+            assert 8 <= max(x1 - x0, y1 - y0) <= 26  # ~12-20 px figures (+ jump shadow)
+        for i, a in enumerate(boxes):
+            for b in boxes[i + 1:]:
+                sep = max(b[0] - a[2], a[0] - b[2], b[1] - a[3], a[1] - b[3])
+                assert sep >= W.MIN_GAP
+
+
+def test_action_silhouettes_differ_in_shape():
+    """The action is carried by the overall silhouette: lying is wide and flat, sitting is
+    compact, standing/jumping are tall (jumping adds a shadow below a gap)."""
+    for kind in KINDS:
+        asp = {a: (lambda m: m.shape[1] / m.shape[0])(W.sprite_mask(kind, a)) for a in ACTIONS}
+        assert asp["lying"] > 1.8, kind
+        assert asp["lying"] > max(asp["standing"], asp["sitting"]) + 0.5, kind
+        # jumping: an empty band of rows between the figure and its shadow
+        alpha, shadow = W._sprite(kind, "jumping", 3, False)
+        rows = (alpha.max(1) > 0.05) | (shadow.max(1) > 0.05)
+        assert not rows.all(), kind
+
+
+def test_pixels_show_the_scene_colour_and_background():
+    for i, color in enumerate(COLORS):
+        bg = BACKGROUNDS[i % len(BACKGROUNDS)]
+        s = Scene(2, color, "robot", "standing", bg)
+        img = render_array(s, i)
+        m = object_mask(img, s)
+        assert m.sum() > 60
+        mean = img[m].astype(float).mean(0)
+        dists = {c: np.linalg.norm(mean - np.asarray(v)) for c, v in W.COLOR_RGB.items()}
+        assert min(dists, key=dists.get) == color
+        corner = img[0, 0].astype(float)
+        assert np.abs(corner - W._background(bg)[0, 0]).max() <= 1
+
+
+def test_render_speed():
+    sc = scenes("train")
+    rng = np.random.default_rng(0)
+    S = [sc[int(i)] for i in rng.integers(len(sc), size=600)]
+    seeds = rng.integers(1 << 30, size=600)
+    render_batch(S[:100], seeds[:100])  # warm the sprite cache
+    t = time.perf_counter()
+    render_batch(S, seeds)
+    rate = 600 / (time.perf_counter() - t)
+    assert rate > 150, f"{rate:.0f} images/s"  # ~2000/s on one idle core; loose for shared CI
+
+
+# ----------------------------------------------------------------------------- splits
+
+def test_splits_partition_combinations_deterministically():
+    by_split = {sp: set(W.combos(sp)) for sp in W.SPLITS}
+    all_combos = {s.combo for s in W.all_scenes()}
+    assert set().union(*by_split.values()) == all_combos
+    assert not (by_split["train"] & by_split["test"])
+    assert not (by_split["train"] & by_split["validation"])
+    assert not (by_split["validation"] & by_split["test"])
+    n = len(all_combos)
+    assert 0.72 < len(by_split["train"]) / n < 0.88
+    assert 0.05 < len(by_split["validation"]) / n < 0.16
+    assert 0.05 < len(by_split["test"]) / n < 0.16
+    for sp, cs in by_split.items():
+        for i, vocab in enumerate((COUNTS, COLORS, KINDS, ACTIONS)):
+            assert {c[i] for c in cs} == set(vocab), (sp, vocab)  # every value in every split
+    # background is not part of the key; scenes(split) agrees with split_of
+    for s in scenes("test"):
+        assert split_of(s) == "test"
+        for b in BACKGROUNDS:
+            assert split_of(Scene(s.count, s.color, s.kind, s.action, b)) == "test"
+    assert split_of((1, "red", "person", "standing")) == split_of(Scene(1, "red", "person", "standing"))
+    with pytest.raises(ValueError):
+        scenes("dev")
+
+
+def test_split_assignment_is_pinned():
+    """Published split membership must not drift (the test set must stay unseen)."""
+    from collections import Counter
+    counts = Counter(split_of(c) for c in W.combos())
+    assert counts == {"train": 286, "validation": 32, "test": 42}
+
+
+# ----------------------------------------------------------------------------- prompts
+
+NUMBER_KEYWORDS = {"one": 1, "single": 1, "lone": 1, "two": 2, "pair": 2, "couple": 2,
+                   "three": 3, "trio": 3, "four": 4, "quartet": 4, "five": 5, "quintet": 5}
+ACTION_KEYWORDS = {"standing": "standing", "jumping": "jumping", "leaping": "jumping",
+                   "hopping": "jumping", "sitting": "sitting", "seated": "sitting",
+                   "lying": "lying"}
+
+
+def words(text: str) -> list[str]:
+    return re.findall(r"[a-z]+", text.lower())
+
+
+def test_canonical_prompts():
+    s = Scene(3, "red", "robot", "jumping", "white")
+    assert complex_prompt(s) == "masterpiece, 3 robots, red, jumping, white background, best quality"
+    assert simple_prompt(s) == "three red robots jumping against a white wall"
+    one = Scene(1, "orange", "cat", "lying", "grass")
+    assert simple_prompt(one) == "one orange cat lying down on a grassy field"
+    assert "1 cat," in complex_prompt(one)
+
+
+def test_simple_prompts_carry_exactly_the_scene():
+    rng = np.random.default_rng(0)
+    all_s = W.all_scenes()
+    for i in rng.integers(len(all_s), size=1500):
+        s = all_s[int(i)]
+        text = simple_prompt(s, rng)
+        ws = words(text)
+        nums = {NUMBER_KEYWORDS[w] for w in ws if w in NUMBER_KEYWORDS}
+        if s.count == 1:
+            assert nums <= {1}, text
+            assert nums or re.search(r"\ban? ", text), text
+        else:
+            assert nums == {s.count}, text
+        colors = [c for c in COLORS if any(re.search(rf"\b{re.escape(p)}\b", text)
+                                           for p in W.COLOR_WORDS[c])]
+        assert colors == [s.color], text
+        kinds = [k for k in KINDS if any(re.search(rf"\b{re.escape(p)}\b", text)
+                                         for pair in W.KIND_WORDS[k] for p in pair)]
+        assert kinds == [s.kind], text
+        acts = {ACTION_KEYWORDS[w] for w in ws if w in ACTION_KEYWORDS}
+        assert acts == {s.action}, text
+        bgs = [b for b in BACKGROUNDS if any(p.lower() in text.lower() for p in W.BACKGROUND_WORDS[b])]
+        assert bgs == [s.background], text
+        assert not re.search(r"\ba [aeiou]", text.lower()), text  # "an orange", not "a orange"
+        assert not re.search(r"\d", text), text  # narrative: no digits
+    assert len({simple_prompt(all_s[0], np.random.default_rng(k)) for k in range(60)}) > 25
+
+
+def test_complex_prompts_are_tag_spells():
+    rng = np.random.default_rng(1)
+    for s in W.all_scenes()[::7]:
+        text = complex_prompt(s, rng)
+        tags = text.split(", ")
+        noun = W.KIND_TAGS[s.kind][0 if s.count == 1 else 1]
+        assert f"{s.count} {noun}" in tags, text
+        assert s.color in tags and W.ACTION_TAGS[s.action] in tags, text
+        assert W.BACKGROUND_TAGS[s.background] in tags, text
+        style = [t for t in tags if t in W.STYLE_TAGS]
+        assert 1 <= len(style) == len(tags) - 4, text
+        assert len(set(tags)) == len(tags)
+        other = [c for c in COLORS if c != s.color]
+        assert not any(t in other for t in tags)
+
+
+def test_prompts_are_deterministic_given_the_generator():
+    s = Scene(5, "purple", "person", "sitting", "gray")
+    a = [simple_prompt(s, np.random.default_rng(9)), complex_prompt(s, np.random.default_rng(9))]
+    b = [simple_prompt(s, np.random.default_rng(9)), complex_prompt(s, np.random.default_rng(9))]
+    assert a == b
+    assert simple_prompt(s) == simple_prompt(s) and complex_prompt(s) == complex_prompt(s)
+
+
+# ----------------------------------------------------------------------------- dataset
+
+def test_sample_rows_is_deterministic_and_respects_the_split():
+    a = sample_rows("test", 50, seed=3)
+    b = sample_rows("test", 50, seed=3)
+    assert a == b
+    assert a != sample_rows("test", 50, seed=4)
+    assert all(r.split == "test" for r in a)
+    assert all(split_of(r.scene) == "train" for r in sample_rows("train", 50, seed=0))
+    imgs = rows_to_images(a[:5])
+    assert imgs.shape == (5, 64, 64, 3)
+    assert np.array_equal(imgs[2], render_array(a[2].scene, a[2].seed))
+    canon = sample_rows("validation", 5, seed=0, canonical=True)
+    assert all(r.simple == simple_prompt(r.scene) for r in canon)
+
+
+def test_stream_yields_batches():
+    stream = ToyStream("train", batch_size=8, seed=1)
+    x1, r1 = next(stream)
+    x2, r2 = next(stream)
+    assert x1.shape == (8, 64, 64, 3) and x1.dtype == np.uint8 and len(r1) == 8
+    assert r1 != r2
+    again, ra = next(ToyStream("train", batch_size=8, seed=1))
+    assert np.array_equal(again, x1) and ra == r1
+
+
+def test_imagefolder_export_round_trip(tmp_path):
+    meta = export_imagefolder(tmp_path / "toy", "validation", 12, seed=5)
+    assert meta == tmp_path / "toy" / "metadata.jsonl"
+    lines = meta.read_text().splitlines()
+    assert len(lines) == 12
+    rows = sample_rows("validation", 12, seed=5)
+    for line, row in zip(lines, rows):
+        d = json.loads(line)
+        assert tuple(d) == METADATA_KEYS
+        assert d["text"] == row.simple and d["prompt"] == row.complex
+        assert d["split"] == "validation" and d["seed"] == row.seed
+        img = np.asarray(Image.open(tmp_path / "toy" / d["file_name"]))
+        assert np.array_equal(img, render_array(Scene.from_dict(d), d["seed"]))
+    back = read_metadata(tmp_path / "toy")
+    assert [r["scene"] for r in back] == [r.scene for r in rows]
+    assert all(set(METADATA_KEYS) <= set(r) for r in back)
+
+
+def test_make_toy_data_cli(tmp_path, capsys):
+    from train.make_toy_data import main
+    assert main(["--split", "test", "--n", "4", "--seed", "1", "--out", str(tmp_path / "t"),
+                 "--quiet"]) == 0
+    rows = read_metadata(tmp_path / "t" / "metadata.jsonl")
+    assert len(rows) == 4 and all(r["split"] == "test" for r in rows)
+    assert len(list((tmp_path / "t").glob("*.png"))) == 4
