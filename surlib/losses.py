@@ -1,0 +1,116 @@
+"""The three SUR-adapter losses, each a small function of tensors.
+
+``total = noise_weight * noise_loss + llm_weight * llm_distill_loss + quality_weight * quality_loss``
+(official weights 1, 1e-5, 1e-5).
+
+Conventions, and where they differ from the official script:
+
+* ``noise_loss`` keeps the graph from the UNet back into the adapter. The official code re-wraps
+  the conditioning with ``torch.tensor(...)``, which detaches it, so the adapter never got this
+  loss; ``official_detached=True`` reproduces that, for ablations only.
+* Both KL terms are KL(teacher || student) = sum p_teacher * (log p_teacher - log p_student),
+  softmaxes over the feature dimension, times temperature^2 (Hinton). The official script passes
+  its arguments to ``F.kl_div`` the other way round (KL(student || teacher)).
+* ``llm_distill_loss`` compares one pooled teacher vector per prompt with the adapter's
+  transformer output *mean-pooled over the prompt's real tokens* (the teacher vector is a mean
+  over real tokens too). The official script broadcast the teacher vector against all 77 token
+  states and summed the 77 KLs, so its term is roughly 77x ours at the same weight.
+* ``quality_loss`` is per token (over features), summed over tokens and averaged over the batch,
+  exactly the official ``reduction="batchmean"`` scale, so the official 1e-5 weight means the same.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .llm_features import pool_tokens
+
+PREDICTION_TYPES = ("epsilon", "v_prediction")
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    noise: float = 1.0
+    llm: float = 1e-5
+    quality: float = 1e-5
+
+
+def sample_noise_and_timesteps(latents: torch.Tensor, num_train_timesteps: int,
+                               generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gaussian noise like `latents` and one uniform timestep per sample (global RNG if no generator)."""
+    noise = torch.randn(latents.shape, generator=generator, device=latents.device, dtype=latents.dtype)
+    t = torch.randint(0, num_train_timesteps, (latents.shape[0],), generator=generator, device=latents.device)
+    return noise, t.long()
+
+
+def min_snr_weights(scheduler, timesteps: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Per-sample Min-SNR-gamma weights (Hang et al. 2023) for the scheduler's prediction type."""
+    alphas_cumprod = scheduler.alphas_cumprod.to(device=timesteps.device, dtype=torch.float32)
+    a = alphas_cumprod[timesteps]
+    snr = a / (1.0 - a)
+    clipped = torch.clamp(snr, max=float(gamma))
+    kind = scheduler.config.prediction_type
+    if kind == "epsilon":
+        return clipped / snr
+    if kind == "v_prediction":
+        return clipped / (snr + 1.0)
+    raise ValueError(f"Min-SNR weighting supports {PREDICTION_TYPES}, not {kind!r}")
+
+
+def noise_loss(unet, scheduler, latents: torch.Tensor, encoder_hidden_states: torch.Tensor,
+               noise: torch.Tensor, timesteps: torch.Tensor, snr_gamma: float | None = None,
+               official_detached: bool = False) -> torch.Tensor:
+    """Noise-prediction MSE of the (frozen) UNet conditioned on the adapted embedding.
+
+    `scheduler` is the training noise scheduler (DDPM); its ``prediction_type`` picks the target:
+    the noise (epsilon) or the velocity (v_prediction). Gradient flows into
+    `encoder_hidden_states` unless `official_detached` (the official code's defect).
+    """
+    kind = scheduler.config.prediction_type
+    if kind == "epsilon":
+        target = noise
+    elif kind == "v_prediction":
+        target = scheduler.get_velocity(latents, noise, timesteps)
+    else:
+        raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {kind!r}")
+    cond = encoder_hidden_states.detach() if official_detached else encoder_hidden_states
+    noisy = scheduler.add_noise(latents, noise, timesteps)
+    pred = unet(noisy.to(unet.dtype), timesteps, cond.to(unet.dtype)).sample
+    if snr_gamma is None:
+        return F.mse_loss(pred.float(), target.float())
+    per_sample = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=tuple(range(1, pred.ndim)))
+    return (per_sample * min_snr_weights(scheduler, timesteps, snr_gamma)).mean()
+
+
+def _kl(teacher_logits: torch.Tensor, student_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """KL(softmax(teacher/T) || softmax(student/T)) over the last dim, elementwise-summed there."""
+    t = F.log_softmax(teacher_logits.float() / temperature, dim=-1)
+    s = F.log_softmax(student_logits.float() / temperature, dim=-1)
+    return F.kl_div(s, t, log_target=True, reduction="none").sum(dim=-1) * temperature ** 2
+
+
+def llm_distill_loss(hidden: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor | None = None,
+                     temperature: float = 1.0) -> torch.Tensor:
+    """KL between softmax(projected LLM vector) (B, D) and softmax(adapter transformer output
+    (B, L, D) mean-pooled over the prompt's tokens `mask`), over features; mean over the batch."""
+    if teacher.ndim != 2 or hidden.ndim != 3 or teacher.shape[-1] != hidden.shape[-1]:
+        raise ValueError(f"expected hidden (B, L, D) and teacher (B, D), got {tuple(hidden.shape)} "
+                         f"and {tuple(teacher.shape)}")
+    pooled = hidden.mean(dim=1) if mask is None else pool_tokens(hidden, mask.to(hidden.device), "mean")
+    return _kl(teacher, pooled, temperature).mean()
+
+
+def quality_loss(adapted: torch.Tensor, complex_embeds: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """KL between softmax(text-encoder embedding of the complex prompt) and softmax(adapter output
+    for the simple prompt), per token over features; summed over tokens, mean over the batch."""
+    if adapted.shape != complex_embeds.shape:
+        raise ValueError(f"adapted {tuple(adapted.shape)} and complex-prompt embeddings "
+                         f"{tuple(complex_embeds.shape)} must have the same shape")
+    return _kl(complex_embeds.detach(), adapted, temperature).sum(dim=-1).mean()
+
+
+__all__ = ["LossWeights", "noise_loss", "llm_distill_loss", "quality_loss", "min_snr_weights",
+           "sample_noise_and_timesteps"]

@@ -1,0 +1,153 @@
+"""The three losses, one by one, and the noise loss's gradient into the adapter (official defect #1)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+from diffusers import DDPMScheduler, StableDiffusionPipeline
+
+from surlib import SURAdapter
+from surlib.losses import llm_distill_loss, min_snr_weights, noise_loss, quality_loss, sample_noise_and_timesteps
+from surlib.training import Frozen, encode_prompts
+
+
+class EchoUNet(torch.nn.Module):
+    """Predicts a fixed tensor (plus 0 * the conditioning, to keep a graph), to check targets."""
+
+    def __init__(self, prediction):
+        super().__init__()
+        self.prediction = prediction
+        self.register_buffer("_dtype_probe", torch.zeros(()))
+
+    @property
+    def dtype(self):
+        return self._dtype_probe.dtype
+
+    def forward(self, noisy, t, cond):
+        return SimpleNamespace(sample=self.prediction + 0 * cond.mean())
+
+
+def _scheduler(kind="epsilon"):
+    return DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, prediction_type=kind)
+
+
+@pytest.mark.parametrize("kind", ["epsilon", "v_prediction"])
+def test_noise_loss_target_follows_prediction_type(kind):
+    g = torch.Generator().manual_seed(0)
+    latents = torch.randn(3, 4, 8, 8, generator=g)
+    noise, t = sample_noise_and_timesteps(latents, 1000, generator=g)
+    sched = _scheduler(kind)
+    target = noise if kind == "epsilon" else sched.get_velocity(latents, noise, t)
+    cond = torch.randn(3, 5, 16)
+    assert noise_loss(EchoUNet(target), sched, latents, cond, noise, t).item() == pytest.approx(0.0, abs=1e-10)
+    wrong = noise_loss(EchoUNet(torch.zeros_like(target)), sched, latents, cond, noise, t)
+    assert wrong.item() == pytest.approx(target.pow(2).mean().item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["epsilon", "v_prediction"])
+def test_min_snr_weighting(kind):
+    sched = _scheduler(kind)
+    t = torch.tensor([1, 100, 500, 999])
+    w = min_snr_weights(sched, t, gamma=5.0)
+    a = sched.alphas_cumprod[t]
+    snr = a / (1 - a)
+    expect = torch.clamp(snr, max=5.0) / (snr if kind == "epsilon" else snr + 1)
+    assert torch.allclose(w, expect)
+    assert w[0] < w[-1] if kind == "epsilon" else True  # low-noise steps are down-weighted
+    latents, noise = torch.randn(4, 4, 8, 8), torch.randn(4, 4, 8, 8)
+    unet = EchoUNet(torch.zeros(4, 4, 8, 8))
+    plain = noise_loss(unet, sched, latents, torch.zeros(4, 2, 3), noise, t)
+    huge_gamma = noise_loss(unet, sched, latents, torch.zeros(4, 2, 3), noise, t, snr_gamma=1e9)
+    if kind == "epsilon":  # gamma above every SNR: weights are 1
+        assert huge_gamma.item() == pytest.approx(plain.item(), rel=1e-5)
+
+
+def test_llm_distill_loss_pools_real_tokens_and_reaches_both_sides():
+    torch.manual_seed(0)
+    teacher = torch.randn(2, 8)
+    hidden = teacher[:, None, :].repeat(1, 5, 1)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    hidden[0, 3:] = 20 * torch.randn(2, 8, generator=torch.Generator().manual_seed(0))  # pads must not count
+    assert llm_distill_loss(hidden, teacher, mask).item() == pytest.approx(0.0, abs=1e-6)
+    assert llm_distill_loss(hidden, teacher).item() > 1.0  # without the mask the pads dominate
+
+    h = torch.randn(2, 5, 8, requires_grad=True)
+    proj = torch.randn(2, 8, requires_grad=True)
+    loss = llm_distill_loss(h, proj, mask, temperature=2.0)
+    loss.backward()
+    assert loss.item() > 0 and h.grad.abs().sum() > 0 and proj.grad.abs().sum() > 0
+    assert h.grad[0, 3:].abs().sum() == 0  # no gradient into padding
+    # KL(teacher || student), times T^2
+    p = torch.softmax(proj.detach() / 2, -1)
+    q = torch.softmax((h.detach() * mask[..., None]).sum(1) / mask.sum(1, keepdim=True) / 2, -1)
+    expect = (p * (p.log() - q.log())).sum(-1).mean() * 4
+    assert loss.item() == pytest.approx(expect.item(), rel=1e-5)
+    with pytest.raises(ValueError, match="expected hidden"):
+        llm_distill_loss(torch.randn(2, 5, 8), torch.randn(2, 7))
+
+
+def test_quality_loss_is_per_token_and_only_moves_the_adapter():
+    complex_embeds = torch.randn(2, 6, 8, requires_grad=True)
+    assert quality_loss(complex_embeds.detach().clone(), complex_embeds).item() == pytest.approx(0.0, abs=1e-6)
+    adapted = torch.randn(2, 6, 8, requires_grad=True)
+    loss = quality_loss(adapted, complex_embeds)
+    loss.backward()
+    assert adapted.grad.abs().sum() > 0 and complex_embeds.grad is None
+    p = torch.softmax(complex_embeds.detach(), -1)
+    q = torch.softmax(adapted.detach(), -1)
+    assert loss.item() == pytest.approx((p * (p.log() - q.log())).sum((-1, -2)).mean().item(), rel=1e-5)
+    doubled = quality_loss(adapted.detach().repeat(1, 2, 1), complex_embeds.detach().repeat(1, 2, 1))
+    assert doubled.item() == pytest.approx(2 * loss.item(), rel=1e-5)  # summed over tokens (official scale)
+    with pytest.raises(ValueError, match="same shape"):
+        quality_loss(adapted, complex_embeds[:, :3])
+
+
+@pytest.fixture(scope="module")
+def frozen(sd1_base):
+    return Frozen.from_pipeline(StableDiffusionPipeline.from_pretrained(sd1_base))
+
+
+def _adapter_grads(frozen, official_detached: bool):
+    torch.manual_seed(0)  # same fc init and dropout masks in both calls
+    adapter = SURAdapter(text_dim=32, llm_dim=16, num_heads=4, ff_dim=64, init_seed=0).train()
+    with torch.no_grad():  # a trained-looking fc (a fresh one is zero, so only fc itself would get gradient)
+        adapter.fc.weight.normal_(0, 0.1)
+    embeds, _ = encode_prompts(frozen.tokenizer, frozen.text_encoder, ["two red robots", "a cat"])
+    g = torch.Generator().manual_seed(0)
+    latents = torch.randn(2, 4, 16, 16, generator=g)
+    noise, t = sample_noise_and_timesteps(latents, 1000, generator=g)
+    out = adapter(embeds).embeds
+    loss = noise_loss(frozen.unet, frozen.noise_scheduler, latents, out, noise, t, official_detached=official_detached)
+    if loss.requires_grad:
+        loss.backward()
+    return {n: p.grad for n, p in adapter.named_parameters()}, loss
+
+
+def test_noise_loss_alone_trains_the_adapter_unless_officially_detached(frozen):
+    assert all(not p.requires_grad for p in frozen.unet.parameters()) and not frozen.unet.training
+    grads, loss = _adapter_grads(frozen, official_detached=False)
+    assert loss.item() > 0
+    for name in ("fc.weight", "attention.to_q.weight", "transformer.layers.0.linear1.weight"):
+        assert grads[name] is not None and grads[name].abs().sum() > 0, name
+    detached, loss_d = _adapter_grads(frozen, official_detached=True)
+    assert loss_d.item() == pytest.approx(loss.item(), rel=1e-6)  # same value, no gradient path
+    assert all(g is None or g.abs().sum() == 0 for g in detached.values())
+
+
+def test_noise_loss_alone_lowers_itself_on_a_fixed_draw(frozen):
+    adapter = SURAdapter(text_dim=32, llm_dim=16, num_heads=4, ff_dim=64, dropout=0.0, eta=0.5).train()
+    embeds, _ = encode_prompts(frozen.tokenizer, frozen.text_encoder, ["two red robots", "a cat"])
+    g = torch.Generator().manual_seed(1)
+    latents = torch.randn(2, 4, 16, 16, generator=g)
+    noise, t = sample_noise_and_timesteps(latents, 1000, generator=g)
+    opt = torch.optim.Adam(adapter.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(8):
+        loss = noise_loss(frozen.unet, frozen.noise_scheduler, latents, adapter(embeds).embeds, noise, t)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
