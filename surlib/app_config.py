@@ -1,0 +1,219 @@
+"""Settings of the SUR-adapter studio (app.py), all read from environment variables.
+
+The module itself needs only the standard library (the presets are imported only to pick the
+default preset name when SUR_PRESET is unset).
+
+Variables (defaults in brackets):
+
+- SUR_PRESET: model preset ["toy" if the toy preset exists, else "tiny"; "sd15" on a GPU Space]
+- SUR_DATA_DIR: vote database, salt, sync exports [/data/sur-studio if /data is writable
+  (Spaces persistent storage), else ./outputs/sur-studio]
+- SUR_RUNS_DIR: where the Eval tab looks for */report.md [runs]
+- SUR_SUITES_DIR: prompt suites, *.jsonl [assets/suites]
+- SUR_VOTE_SUITES: comma list of suite names the Vote tab draws from [automatic]
+- SUR_STEPS, SUR_GUIDANCE: Compare's defaults and what Vote uses [the preset's
+  default_steps/default_guidance attributes, else PRESET_DEFAULTS below]
+- SUR_MAX_STEPS: the most steps a visitor may ask for [50]
+- SUR_MAX_PROMPT_CHARS: longest prompt accepted [500]
+- SUR_VOTES_PER_MIN, SUR_VOTES_PER_DAY: per session, rolling windows [30, 1000]
+- SUR_BATTLE_MAX_AGE_S: a pair older than this can no longer be voted on [86400]
+- SUR_SQLITE_SYNC: SQLite synchronous, NORMAL or FULL, WAL in both; see votes.py [NORMAL]
+- SUR_SESSION_SALT: server salt of the session hashes [random, kept in <data dir>/salt]
+- SUR_SYNC_REPO, HF_TOKEN, SUR_SYNC_EVERY_MIN: optional vote export to an HF dataset repo via
+  CommitScheduler; off without both repo and token [off, none, 10]
+- SUR_QUEUE_MAX: most requests waiting in the queue [64]
+- SUR_GPU_DURATION: seconds asked of ZeroGPU per generation [60]
+- GRADIO_SERVER_NAME, GRADIO_SERVER_PORT: where `python app.py` serves [0.0.0.0, 7860]
+- SUR_TORCH_THREADS, SUR_LOG_LEVEL: read by app.py's main() [torch's default, INFO]
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping
+
+log = logging.getLogger("surlib.app")
+
+# App defaults per preset when the preset itself does not say (Preset.default_steps / default_guidance).
+# tiny is a random plumbing model (its images are noise at any step count): 2 steps keep a
+# Compare click around 1.5 s of CPU. toy's 10 is a guess until its preset sets default_steps.
+PRESET_DEFAULTS: dict[str, tuple[int, float]] = {
+    "tiny": (2, 5.0),
+    "toy": (10, 5.0),
+    "sd15": (25, 7.5),
+    "sd21": (25, 7.5),
+}
+FALLBACK_DEFAULTS = (25, 7.5)
+SPACES_DATA = Path("/data")
+
+
+class ConfigError(ValueError):
+    """A setting has a value the app cannot use (the message names the variable)."""
+
+
+def default_preset_name() -> str:
+    """"toy" once the lead's toy preset is registered, "tiny" until then."""
+    from .presets import PRESETS  # imports torch; only called when no SUR_PRESET is set
+
+    return "toy" if "toy" in PRESETS else "tiny"
+
+
+def default_data_dir(env: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if env is None else env
+    if env.get("SUR_DATA_DIR"):
+        return Path(env["SUR_DATA_DIR"]).expanduser()
+    if SPACES_DATA.is_dir() and os.access(SPACES_DATA, os.W_OK):
+        return SPACES_DATA / "sur-studio"  # Spaces persistent storage survives restarts
+    return Path("outputs") / "sur-studio"
+
+
+def _int(env, name, default, lo=0):
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value < lo:
+        raise ConfigError(f"{name} must be at least {lo}, got {value}")
+    return value
+
+
+def _float(env, name, default, lo=0.0):
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value < lo:
+        raise ConfigError(f"{name} must be at least {lo}, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    preset: str
+    data_dir: Path
+    runs_dir: Path = Path("runs")
+    suites_dir: Path = Path("assets/suites")
+    vote_suites: tuple[str, ...] = ()
+    steps: int | None = None          # None: the preset's default
+    guidance: float | None = None
+    max_steps: int = 50
+    max_prompt_chars: int = 500
+    votes_per_minute: int = 30
+    votes_per_day: int = 1000
+    battle_max_age_s: float = 86400.0
+    sqlite_synchronous: str = "NORMAL"
+    sync_repo: str | None = None
+    sync_every_min: float = 10.0
+    hf_token: str | None = field(default=None, repr=False)
+    session_salt: str | None = field(default=None, repr=False)
+    queue_max_size: int = 64
+    gpu_duration: int = 60
+    server_name: str = "0.0.0.0"
+    server_port: int = 7860
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "AppConfig":
+        env = os.environ if env is None else env
+        sync = env.get("SUR_SQLITE_SYNC", "NORMAL").strip().upper()
+        if sync not in ("FULL", "NORMAL", "EXTRA"):
+            raise ConfigError(f"SUR_SQLITE_SYNC must be FULL, NORMAL or EXTRA, got {sync!r}")
+        suites = tuple(s.strip() for s in env.get("SUR_VOTE_SUITES", "").split(",") if s.strip())
+        steps = env.get("SUR_STEPS")
+        guidance = env.get("SUR_GUIDANCE")
+        return cls(
+            preset=env.get("SUR_PRESET") or default_preset_name(),
+            data_dir=default_data_dir(env),
+            runs_dir=Path(env.get("SUR_RUNS_DIR", "runs")),
+            suites_dir=Path(env.get("SUR_SUITES_DIR", "assets/suites")),
+            vote_suites=suites,
+            steps=_int(env, "SUR_STEPS", None, lo=1) if steps else None,
+            guidance=_float(env, "SUR_GUIDANCE", None) if guidance else None,
+            max_steps=_int(env, "SUR_MAX_STEPS", 50, lo=1),
+            max_prompt_chars=_int(env, "SUR_MAX_PROMPT_CHARS", 500, lo=1),
+            votes_per_minute=_int(env, "SUR_VOTES_PER_MIN", 30, lo=1),
+            votes_per_day=_int(env, "SUR_VOTES_PER_DAY", 1000, lo=1),
+            battle_max_age_s=_float(env, "SUR_BATTLE_MAX_AGE_S", 86400.0, lo=1.0),
+            sqlite_synchronous=sync,
+            sync_repo=env.get("SUR_SYNC_REPO") or None,
+            sync_every_min=_float(env, "SUR_SYNC_EVERY_MIN", 10.0, lo=0.1),
+            hf_token=env.get("HF_TOKEN") or None,
+            session_salt=env.get("SUR_SESSION_SALT") or None,
+            queue_max_size=_int(env, "SUR_QUEUE_MAX", 64, lo=1),
+            gpu_duration=_int(env, "SUR_GPU_DURATION", 60, lo=1),
+            server_name=env.get("GRADIO_SERVER_NAME", "0.0.0.0"),
+            server_port=_int(env, "GRADIO_SERVER_PORT", 7860, lo=0),
+        )
+
+    # ------------------------------------------------------------------ derived
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "votes.sqlite"
+
+    @property
+    def export_dir(self) -> Path:
+        """Append-only JSONL vote exports, the folder a CommitScheduler would push."""
+        return self.data_dir / "export"
+
+    @property
+    def sync_enabled(self) -> bool:
+        return bool(self.sync_repo and self.hf_token)
+
+    def generation_defaults(self, preset_obj=None) -> tuple[int, float]:
+        """(steps, guidance): env first, then the preset's own defaults, then PRESET_DEFAULTS."""
+        steps, guidance = PRESET_DEFAULTS.get(self.preset, FALLBACK_DEFAULTS)
+        steps = getattr(preset_obj, "default_steps", None) or steps
+        guidance = getattr(preset_obj, "default_guidance", None) or guidance
+        steps = min(self.steps or steps, self.max_steps)
+        return steps, (self.guidance if self.guidance is not None else guidance)
+
+    def salt(self) -> str:
+        """The server salt of session hashes: SUR_SESSION_SALT, else one kept in the data dir.
+
+        Kept in a file (mode 0600) so that hashes of one browser session stay comparable
+        across restarts; never shown on the page."""
+        if self.session_salt:
+            return self.session_salt
+        path = self.data_dir / "salt"
+        try:
+            return path.read_text().strip()
+        except FileNotFoundError:
+            pass
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        fresh = secrets.token_hex(32)
+        try:  # O_EXCL: two processes starting at once agree on one salt
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(fresh)
+                f.flush()
+                os.fsync(f.fileno())
+            return fresh
+        except FileExistsError:
+            return path.read_text().strip()
+
+
+def gpu_decorator(duration: int = 60) -> Callable[[Callable], Callable]:
+    """`spaces.GPU(duration=...)` on ZeroGPU Spaces (when the `spaces` package imports), else identity."""
+    try:
+        import spaces  # type: ignore
+    except Exception:  # not on Spaces: a no-op
+        return lambda fn: fn
+    if not callable(getattr(spaces, "GPU", None)):
+        # e.g. this repository's own spaces/ folder imported as a namespace package: the real
+        # `spaces` package (a regular package) would have won over it had it been installed.
+        return lambda fn: fn
+    log.info("spaces package found: generation runs under @spaces.GPU(duration=%s)", duration)
+    return spaces.GPU(duration=duration)
+
+
+__all__ = ["AppConfig", "ConfigError", "gpu_decorator", "default_data_dir", "default_preset_name",
+           "PRESET_DEFAULTS"]

@@ -1,0 +1,418 @@
+"""The vote store: blind pairs ("battles") and the votes cast on them, in one SQLite file.
+
+Standard library only, so it can be used (and loaded by file path) without torch.
+
+Design
+------
+* A **battle** is one blind pair shown to one browser session. Which side holds the adapter is
+  written here when the pair is made and never leaves the server before the vote: the page only
+  gets the two images, the prompt and an unguessable battle id (`secrets.token_urlsafe(18)`).
+* A **vote** is one row per battle (`UNIQUE(battle_id)`), written in one `BEGIN IMMEDIATE`
+  transaction together with its checks (battle exists, belongs to the voting session, not yet
+  voted, not expired, session under its rate limits). `record_vote` returns only after COMMIT:
+  a vote is acknowledged only once it is in the database. The vote row repeats the battle's
+  fields (prompt, seed, models, sides) so that the votes table alone is the full record.
+* Durability: WAL journal with ``synchronous=NORMAL`` (the default). When COMMIT returns, the
+  transaction's pages have been written (write(2)) to the WAL file, so they are in the kernel's
+  page cache and on disk eventually even if the server is SIGKILLed a microsecond later: a killed
+  or crashed *process* never loses an acknowledged vote (tests/test_app_durability.py kills the
+  server mid-vote and checks). What NORMAL gives up is the fsync per commit: if the *machine*
+  loses power or the kernel panics, the last commits before the next WAL checkpoint (which is
+  fsynced) can be lost; the database itself stays consistent. ``synchronous=FULL``
+  (SUR_SQLITE_SYNC=FULL) fsyncs the WAL on every commit and closes that gap too, at the price
+  of an fsync per vote: 4-13 ms median and 100+ ms at p99 on a busy shared disk
+  (bench/bench_app.py), which misses the 50 ms p99 target. A Space restart stops the
+  container, not the host kernel, so NORMAL is the right trade there.
+* Checkpoints: a background thread runs a PASSIVE WAL checkpoint every 2 s (SQLite's own
+  auto-checkpoint is turned off), so a vote never pays for the checkpoint's page copying and
+  fsyncs; the last connection to close checkpoints what is left.
+* Concurrency: one connection per thread; writes of one process are serialised by a lock (so
+  threads never spin in SQLite's busy handler), writes of several processes by SQLite's file
+  lock with a busy timeout.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import logging
+import re
+import secrets
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+SCHEMA_VERSION = 1
+CHOICES = ("left", "right", "tie", "both_bad")
+SIDES = ("left", "right")
+_CHOICE_ALIASES = {
+    "left": "left", "a": "left", "left_better": "left", "leftvote": "left",
+    "right": "right", "b": "right", "right_better": "right", "rightvote": "right",
+    "tie": "tie", "tievote": "tie", "both_bad": "both_bad", "bothbad": "both_bad",
+    "bothbad_vote": "both_bad",
+}
+log = logging.getLogger("surlib.votes")
+_BATTLE_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS battles (
+    battle_id       TEXT PRIMARY KEY,
+    created_at      REAL NOT NULL,            -- unix seconds, when the pair was served
+    session         TEXT NOT NULL,            -- sha256(salt:session_hash)
+    prompt          TEXT NOT NULL,
+    prompt_id       TEXT,                     -- suite row id when the prompt came from a suite
+    suite           TEXT,
+    category        TEXT,
+    seed            INTEGER NOT NULL,
+    steps           INTEGER,
+    guidance        REAL,
+    negative_prompt TEXT,
+    preset          TEXT,
+    base_model      TEXT,
+    adapter_id      TEXT,
+    left_system     TEXT NOT NULL,
+    right_system    TEXT NOT NULL,
+    adapter_side    TEXT CHECK (adapter_side IN ('left', 'right'))  -- NULL: no adapter in the pair
+);
+CREATE TABLE IF NOT EXISTS votes (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    battle_id       TEXT NOT NULL UNIQUE REFERENCES battles(battle_id),
+    ts              REAL NOT NULL,            -- unix seconds of the commit
+    created_at      TEXT NOT NULL,            -- the same, ISO 8601 UTC
+    session         TEXT NOT NULL,
+    prompt          TEXT NOT NULL,
+    prompt_id       TEXT,
+    suite           TEXT,
+    category        TEXT,
+    seed            INTEGER NOT NULL,
+    steps           INTEGER,
+    guidance        REAL,
+    preset          TEXT,
+    base_model      TEXT,
+    adapter_id      TEXT,
+    left_system     TEXT NOT NULL,
+    right_system    TEXT NOT NULL,
+    adapter_side    TEXT CHECK (adapter_side IN ('left', 'right')),
+    choice          TEXT NOT NULL CHECK (choice IN ('left', 'right', 'tie', 'both_bad')),
+    winner          TEXT NOT NULL,            -- a system name, 'tie' or 'both_bad'
+    time_to_vote_s  REAL
+);
+CREATE INDEX IF NOT EXISTS votes_session_ts ON votes(session, ts);
+CREATE INDEX IF NOT EXISTS votes_preset ON votes(preset);
+"""
+
+VOTE_COLUMNS = ("id", "battle_id", "ts", "created_at", "session", "prompt", "prompt_id", "suite",
+                "category", "seed", "steps", "guidance", "preset", "base_model", "adapter_id",
+                "left_system", "right_system", "adapter_side", "choice", "winner", "time_to_vote_s")
+
+
+# ----------------------------------------------------------------------------- errors
+class VoteError(ValueError):
+    """A vote the store refuses; the message is meant for the voter."""
+
+
+class UnknownBattle(VoteError):
+    pass
+
+
+class AlreadyVoted(VoteError):
+    pass
+
+
+class WrongSession(VoteError):
+    pass
+
+
+class BattleExpired(VoteError):
+    pass
+
+
+class RateLimited(VoteError):
+    pass
+
+
+class BadChoice(VoteError):
+    pass
+
+
+# ----------------------------------------------------------------------------- helpers
+def hash_session(session_hash: str | None, salt: str) -> str:
+    """sha256 of the server salt and Gradio's per-page session hash; raw hashes are never stored."""
+    raw = f"{salt}:{session_hash or 'anonymous'}"
+    return hashlib.sha256(raw.encode("utf-8")).hexdigest()
+
+
+def new_battle_id() -> str:
+    return secrets.token_urlsafe(18)  # 144 random bits, 24 url-safe characters
+
+
+def normalize_choice(choice: Any) -> str:
+    key = str(choice).strip().lower().replace(" ", "_").replace("-", "_") if choice is not None else ""
+    if key in _CHOICE_ALIASES:
+        return _CHOICE_ALIASES[key]
+    raise BadChoice(f"choice must be one of {', '.join(CHOICES)}; got {choice!r}")
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds")
+
+
+@dataclass
+class Battle:
+    battle_id: str
+    created_at: float
+    session: str
+    prompt: str
+    seed: int
+    left_system: str
+    right_system: str
+    adapter_side: str | None
+    prompt_id: str | None = None
+    suite: str | None = None
+    category: str | None = None
+    steps: int | None = None
+    guidance: float | None = None
+    negative_prompt: str | None = None
+    preset: str | None = None
+    base_model: str | None = None
+    adapter_id: str | None = None
+
+    def __post_init__(self):
+        if self.adapter_side is not None and self.adapter_side not in SIDES:
+            raise ValueError(f"adapter_side must be 'left', 'right' or None, got {self.adapter_side!r}")
+
+    def system_on(self, side: str) -> str:
+        return self.left_system if side == "left" else self.right_system
+
+
+_BATTLE_FIELDS = tuple(f.name for f in fields(Battle))
+
+
+# ----------------------------------------------------------------------------- the store
+class VoteStore:
+    """SQLite-backed battles and votes. Thread-safe; several processes may share one file."""
+
+    def __init__(self, path: str | Path, synchronous: str = "NORMAL", busy_timeout_s: float = 30.0,
+                 votes_per_minute: int | None = 30, votes_per_day: int | None = 1000,
+                 battle_max_age_s: float | None = 86400.0, checkpoint_every_s: float | None = 2.0):
+        synchronous = synchronous.upper()
+        if synchronous not in ("FULL", "NORMAL", "EXTRA"):
+            raise ValueError(f"synchronous must be FULL, NORMAL or EXTRA, got {synchronous!r}")
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.synchronous = synchronous
+        self.busy_timeout_s = busy_timeout_s
+        self.votes_per_minute = votes_per_minute
+        self.votes_per_day = votes_per_day
+        self.battle_max_age_s = battle_max_age_s
+        self.checkpoint_every_s = checkpoint_every_s
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+        conn = self._conn()
+        with self._write_lock:
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise RuntimeError(f"could not put {self.path} in WAL mode (got {mode!r})")
+            # executescript runs its own transaction; CREATE ... IF NOT EXISTS makes racing
+            # processes harmless.
+            conn.executescript("BEGIN IMMEDIATE;" + SCHEMA + "COMMIT;")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version == 0:
+                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            elif version > SCHEMA_VERSION:
+                raise RuntimeError(f"{self.path} has schema version {version}; this code knows "
+                                   f"{SCHEMA_VERSION}: upgrade surlib")
+        self._stop = threading.Event()
+        self._checkpointer = None
+        if checkpoint_every_s:
+            self._checkpointer = threading.Thread(target=self._checkpoint_loop, args=(checkpoint_every_s,),
+                                                  name="sur-votes-checkpoint", daemon=True)
+            self._checkpointer.start()
+
+    # .......................................................................... plumbing
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            # check_same_thread=False only so that close() can close every thread's connection;
+            # each connection is used by the thread that made it.
+            conn = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None,
+                                   check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
+            conn.execute(f"PRAGMA synchronous={self.synchronous}")
+            if self.checkpoint_every_s:  # checkpoints (and their fsyncs) off the vote path
+                conn.execute("PRAGMA wal_autocheckpoint=0")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._local.conn = conn
+            with self._all_lock:
+                self._all.append(conn)
+        return conn
+
+    def _write(self, fn):
+        """Run fn(conn) inside one BEGIN IMMEDIATE ... COMMIT; returns after the commit."""
+        conn = self._conn()
+        with self._write_lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                out = fn(conn)
+                conn.execute("COMMIT")
+                return out
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    def _checkpoint_loop(self, every: float) -> None:
+        """Checkpoint the WAL in the background (PASSIVE: never blocks readers or writers), so
+        that no vote pays for copying pages back and fsyncing the database file."""
+        conn = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None,
+                               check_same_thread=False)
+        try:
+            while not self._stop.wait(every):
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                except sqlite3.Error as e:  # busy or I/O trouble: try again next round
+                    log.warning("WAL checkpoint of %s failed: %s", self.path, e)
+        finally:
+            conn.close()
+
+    def checkpoint(self, mode: str = "PASSIVE") -> tuple:
+        """(busy, wal frames, frames checkpointed) of one checkpoint now (PASSIVE/FULL/RESTART/TRUNCATE)."""
+        if mode.upper() not in ("PASSIVE", "FULL", "RESTART", "TRUNCATE"):
+            raise ValueError(f"bad checkpoint mode {mode!r}")
+        return tuple(self._conn().execute(f"PRAGMA wal_checkpoint({mode.upper()})").fetchone())
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._checkpointer is not None and self._checkpointer is not threading.current_thread():
+            self._checkpointer.join(timeout=5)
+        with self._all_lock:
+            for conn in self._all:
+                try:
+                    conn.close()
+                except sqlite3.ProgrammingError:  # made in another thread that is gone
+                    pass
+            self._all.clear()
+        self._local = threading.local()
+
+    # .......................................................................... battles
+    def add_battle(self, battle: Battle) -> Battle:
+        cols = ", ".join(_BATTLE_FIELDS)
+        marks = ", ".join("?" for _ in _BATTLE_FIELDS)
+        values = tuple(getattr(battle, f) for f in _BATTLE_FIELDS)
+        self._write(lambda c: c.execute(f"INSERT INTO battles ({cols}) VALUES ({marks})", values))
+        return battle
+
+    def get_battle(self, battle_id: str) -> Battle | None:
+        if not isinstance(battle_id, str) or not _BATTLE_ID.match(battle_id):
+            return None
+        row = self._conn().execute("SELECT * FROM battles WHERE battle_id = ?", (battle_id,)).fetchone()
+        return Battle(**{k: row[k] for k in _BATTLE_FIELDS}) if row else None
+
+    # .......................................................................... votes
+    def record_vote(self, battle_id: str, choice: str, session: str, now: float | None = None) -> dict:
+        """Store one vote; returns the stored row (with the sides) only after COMMIT.
+
+        Raises a VoteError subclass, with a message for the voter, for an unknown, foreign,
+        expired or already-voted pair, a bad choice, or a session over its rate limit."""
+        choice = normalize_choice(choice)
+        if not isinstance(battle_id, str) or not _BATTLE_ID.match(battle_id.strip()):
+            raise UnknownBattle(f"unknown pair id {str(battle_id)[:80]!r}: ask for a new pair")
+        battle_id = battle_id.strip()
+
+        def txn(conn: sqlite3.Connection) -> dict:
+            ts = time.time() if now is None else now
+            row = conn.execute("SELECT * FROM battles WHERE battle_id = ?", (battle_id,)).fetchone()
+            if row is None:
+                raise UnknownBattle(f"unknown pair id {battle_id!r}: ask for a new pair")
+            if row["session"] != session:
+                raise WrongSession("this pair was shown to another session; ask for a new pair")
+            if conn.execute("SELECT 1 FROM votes WHERE battle_id = ?", (battle_id,)).fetchone():
+                raise AlreadyVoted("this pair already has your vote (one vote per pair); ask for a new pair")
+            if self.battle_max_age_s is not None and ts - row["created_at"] > self.battle_max_age_s:
+                raise BattleExpired("this pair has expired; ask for a new pair")
+            self._check_rate(conn, session, ts)
+            winner = {"left": row["left_system"], "right": row["right_system"]}.get(choice, choice)
+            vote = {
+                "battle_id": battle_id, "ts": ts, "created_at": _iso(ts), "session": session,
+                "prompt": row["prompt"], "prompt_id": row["prompt_id"], "suite": row["suite"],
+                "category": row["category"], "seed": row["seed"], "steps": row["steps"],
+                "guidance": row["guidance"], "preset": row["preset"], "base_model": row["base_model"],
+                "adapter_id": row["adapter_id"], "left_system": row["left_system"],
+                "right_system": row["right_system"], "adapter_side": row["adapter_side"],
+                "choice": choice, "winner": winner,
+                "time_to_vote_s": max(0.0, ts - row["created_at"]),
+            }
+            cols = [k for k in VOTE_COLUMNS if k != "id"]
+            try:
+                cur = conn.execute(
+                    f"INSERT INTO votes ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})",
+                    tuple(vote[k] for k in cols))
+            except sqlite3.IntegrityError as e:  # UNIQUE(battle_id): a racing second vote
+                if "UNIQUE" in str(e).upper():
+                    raise AlreadyVoted("this pair already has a vote (one vote per pair); ask for a new pair") from None
+                raise
+            vote["id"] = cur.lastrowid
+            return vote
+
+        return self._write(txn)
+
+    def _check_rate(self, conn, session: str, ts: float) -> None:
+        if self.votes_per_minute:
+            n = conn.execute("SELECT COUNT(*) FROM votes WHERE session = ? AND ts > ?",
+                             (session, ts - 60.0)).fetchone()[0]
+            if n >= self.votes_per_minute:
+                raise RateLimited(f"too many votes: at most {self.votes_per_minute} per minute; "
+                                  "please wait a little")
+        if self.votes_per_day:
+            n = conn.execute("SELECT COUNT(*) FROM votes WHERE session = ? AND ts > ?",
+                             (session, ts - 86400.0)).fetchone()[0]
+            if n >= self.votes_per_day:
+                raise RateLimited(f"daily limit reached: at most {self.votes_per_day} votes per 24 hours")
+
+    def get_vote(self, battle_id: str) -> dict | None:
+        row = self._conn().execute("SELECT * FROM votes WHERE battle_id = ?", (battle_id,)).fetchone()
+        return dict(row) if row else None
+
+    def votes(self, preset: str | None = None) -> list[dict]:
+        """All votes (oldest first), optionally only those of one preset."""
+        if preset:
+            rows = self._conn().execute("SELECT * FROM votes WHERE preset = ? ORDER BY id", (preset,))
+        else:
+            rows = self._conn().execute("SELECT * FROM votes ORDER BY id")
+        return [dict(r) for r in rows]
+
+    def vote_count(self, preset: str | None = None) -> int:
+        if preset:
+            return self._conn().execute("SELECT COUNT(*) FROM votes WHERE preset = ?", (preset,)).fetchone()[0]
+        return self._conn().execute("SELECT COUNT(*) FROM votes").fetchone()[0]
+
+    def presets(self) -> list[str]:
+        rows = self._conn().execute("SELECT DISTINCT preset FROM votes WHERE preset IS NOT NULL ORDER BY preset")
+        return [r[0] for r in rows]
+
+    def export_csv(self, path: str | Path, preset: str | None = None) -> Path:
+        """All votes as CSV (one row per vote, the columns of the votes table)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_csv(path, self.votes(preset))
+        return path
+
+
+def write_csv(path: Path, rows: Iterable[dict]) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(VOTE_COLUMNS), extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(row)
+
+
+__all__ = ["VoteStore", "Battle", "VoteError", "UnknownBattle", "AlreadyVoted", "WrongSession",
+           "BattleExpired", "RateLimited", "BadChoice", "CHOICES", "SIDES", "hash_session",
+           "new_battle_id", "normalize_choice", "write_csv", "VOTE_COLUMNS"]

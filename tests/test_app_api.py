@@ -1,0 +1,211 @@
+"""The app through its public API (gradio_client), served on localhost in this process (tiny preset)."""
+
+import json
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import pytest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+ENDPOINTS = {"/generate", "/random_seed", "/new_battle", "/vote", "/results", "/eval_report"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_server(tmp_path_factory):
+    import torch
+
+    torch.set_num_threads(1)
+    import app
+    from surlib.app_config import AppConfig
+
+    tmp = tmp_path_factory.mktemp("app_api")
+    suites = tmp / "suites"
+    suites.mkdir()
+    (suites / "toy.jsonl").write_text("\n".join(json.dumps(r) for r in [
+        {"id": "toy-1", "simple": "two red cats", "category": "count"},
+        {"id": "toy-2", "simple": "a blue robot", "category": "color"},
+    ]) + "\n")
+    cfg = AppConfig(preset="tiny", data_dir=tmp / "data", runs_dir=tmp / "runs", suites_dir=suites, steps=1,
+                    votes_per_minute=5, server_name="127.0.0.1", server_port=free_port())
+    demo, studio = app.create_app(cfg)
+    kwargs = app.launch_kwargs(cfg)
+    kwargs.update(prevent_thread_lock=True, quiet=True)
+    demo.launch(**kwargs)
+    yield SimpleNamespace(url=f"http://127.0.0.1:{cfg.server_port}/", studio=studio, cfg=cfg)
+    demo.close()
+    studio.store.close()
+
+
+@pytest.fixture(scope="module")
+def client(app_server):
+    from gradio_client import Client
+
+    return Client(app_server.url, verbose=False)
+
+
+def _error(client, *args, api_name):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError) as info:
+        client.predict(*args, api_name=api_name)
+    return str(info.value)
+
+
+def _pixels(path):
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return im.convert("RGB").tobytes(), im.size
+
+
+def test_api_surface_is_exactly_the_public_endpoints(client):
+    api = client.view_api(print_info=False, return_format="dict")
+    assert set(api["named_endpoints"]) == ENDPOINTS
+    assert not api["unnamed_endpoints"]
+    vote_params = [p["parameter_name"] for p in api["named_endpoints"]["/vote"]["parameters"]]
+    assert vote_params == ["battle_id", "choice"]  # the side is never an input
+
+
+def test_generate_returns_one_paired_generation(client):
+    base, ada, slider, timing = client.predict("two red cats", "", 3, 1, 5.0, api_name="/generate")
+    (b_px, b_size), (a_px, a_size) = _pixels(base), _pixels(ada)
+    assert b_size == a_size == (64, 64) and b_px != a_px
+    assert [_pixels(p)[0] for p in slider] == [b_px, a_px]
+    assert "Generated both images in" in timing and "seed 3" in timing
+    again = client.predict("two red cats", "", 3, 1, 5.0, api_name="/generate")
+    assert _pixels(again[1])[0] == a_px  # same seed, same images
+
+
+@pytest.mark.parametrize("args,message", [
+    (("", "", 1, 2, 5.0), "prompt must be a non-empty string"),
+    (("x" * 501, "", 1, 2, 5.0), "at most 500"),
+    (("cat", "n" * 1001, 1, 2, 5.0), "negative prompt"),
+    (("cat", "", "abc", 2, 5.0), "seed must be an integer"),
+    (("cat", "", 2.5, 2, 5.0), "seed must be an integer"),
+    (("cat", "", 2**40, 2, 5.0), "seed must be an integer"),
+    (("cat", "", None, 2, 5.0), "seed is empty"),
+    (("cat", "", 1, 0, 5.0), "steps must be an integer"),
+    (("cat", "", 1, "ten", 5.0), "steps must be an integer"),
+    (("cat", "", 1, 51, 5.0), "between 1 and 50 on this server"),
+    (("cat", "", 1, 2, "strong"), "guidance must be a number"),
+    (("cat", "", 1, 2, 1000), "guidance must be a number"),
+])
+def test_generate_bad_input_is_a_clear_error(client, args, message):
+    assert message in _error(client, *args, api_name="/generate")
+
+
+def test_app_stays_up_after_errors(client):
+    _error(client, "", "", 1, 2, 5.0, api_name="/generate")
+    seed = client.predict(api_name="/random_seed")
+    assert isinstance(seed, (int, float)) and 0 <= seed < 2**31
+    assert client.predict("cat", "", 1, 1, 5.0, api_name="/generate")[3]
+
+
+def test_blind_vote_flow(app_server, client):
+    from gradio_client import Client
+    from surlib.votes import hash_session
+
+    store = app_server.studio.store
+    before = store.vote_count()
+    left, right, prompt_md, battle_id = client.predict("", api_name="/new_battle")
+    # nothing that comes back before the vote names a side or the seed
+    assert "adapter" not in prompt_md.lower() and "baseline" not in prompt_md.lower()
+    assert "seed" not in prompt_md.lower() and len(battle_id) >= 24
+    battle = store.get_battle(battle_id)
+    assert battle.adapter_side in ("left", "right") and battle.prompt in prompt_md
+    assert battle.prompt_id in ("toy-1", "toy-2") and battle.category in ("count", "color")
+    assert store.get_vote(battle_id) is None
+
+    # another browser session cannot vote on this pair
+    other = Client(app_server.url, verbose=False)
+    assert "another session" in _error(other, battle_id, "left", api_name="/vote")
+
+    reveal = client.predict(battle_id, "left", api_name="/vote")
+    assert reveal["adapter_side"] == battle.adapter_side and reveal["seed"] == battle.seed
+    assert reveal["winner"] == battle.left_system
+    row = store.get_vote(battle_id)
+    assert store.vote_count() == before + 1
+    assert row["choice"] == "left" and row["adapter_side"] == battle.adapter_side
+    assert row["session"] == hash_session(client.session_hash, app_server.cfg.salt())
+    assert client.session_hash not in row["session"] and len(row["session"]) == 64
+    assert row["base_model"] and row["adapter_id"] and row["prompt"] == battle.prompt
+    assert row["time_to_vote_s"] >= 0 and row["ts"] > 0 and row["category"] == battle.category
+
+    # the images were served in the stored order: regenerate and compare
+    steps, guidance = app_server.studio.default_steps, app_server.studio.default_guidance
+    _, adapter_img, _, _ = client.predict(battle.prompt, "", battle.seed, steps, guidance, api_name="/generate")
+    shown_adapter = left if battle.adapter_side == "left" else right
+    shown_baseline = right if battle.adapter_side == "left" else left
+    assert _pixels(shown_adapter)[0] == _pixels(adapter_img)[0]
+    assert _pixels(shown_baseline)[0] != _pixels(adapter_img)[0]
+
+    assert "already has your vote" in _error(client, battle_id, "right", api_name="/vote")
+    assert "unknown pair id" in _error(client, "x" * 24, "left", api_name="/vote")
+    assert "unknown pair id" in _error(client, "", "left", api_name="/vote")
+    _, _, _, second = client.predict("my own words", api_name="/new_battle")
+    assert "choice must be one of" in _error(client, second, "centre", api_name="/vote")
+    assert client.predict(second, "both_bad", api_name="/vote")["choice"] == "both_bad"
+    assert store.get_battle(second).prompt == "my own words" and store.vote_count() == before + 2
+    assert "at most 500" in _error(client, "w" * 600, api_name="/new_battle")
+
+
+def test_vote_rate_limit_per_session(app_server):
+    from gradio_client import Client
+    from surlib.votes import Battle, new_battle_id
+
+    studio = app_server.studio
+    voter = Client(app_server.url, verbose=False)
+    session = studio.session(voter.session_hash)
+    ids = []
+    for _ in range(app_server.cfg.votes_per_minute + 1):
+        b = Battle(battle_id=new_battle_id(), created_at=time.time(), session=session, prompt="p", seed=1,
+                   left_system="tiny:baseline", right_system="tiny:sur-adapter", adapter_side="right",
+                   preset="tiny")
+        studio.store.add_battle(b)
+        ids.append(b.battle_id)
+    for bid in ids[:-1]:
+        voter.predict(bid, "tie", api_name="/vote")
+    assert "too many votes" in _error(voter, ids[-1], "tie", api_name="/vote")
+
+
+def test_results_endpoint(app_server, client):
+    summary, plot, table, csv_path, numbers = client.predict("tiny", api_name="/results")
+    n = app_server.studio.store.vote_count("tiny")
+    assert n >= 2 and numbers["total_votes"] == n
+    assert "win rate" in summary and "Wilson" in summary
+    assert len(Path(csv_path).read_text().strip().splitlines()) == n + 1
+    assert table["headers"][0] == "category" and table["data"]
+    assert plot is not None
+    everything = client.predict("all", api_name="/results")[4]
+    assert everything["total_votes"] == app_server.studio.store.vote_count()
+    assert "No votes yet" in client.predict("sd21", api_name="/results")[0]
+
+
+def test_eval_report_endpoint(app_server, client):
+    text, figures = client.predict(api_name="/eval_report")
+    assert "No eval report yet" in text and "python -m eval.run" in text and figures == []
+    from PIL import Image
+
+    run = app_server.cfg.runs_dir / "toy"
+    run.mkdir(parents=True)
+    Image.new("RGB", (20, 10), (0, 128, 0)).save(run / "win_rate.png")
+    (run / "report.md").write_text("# Toy eval\n\nCounting accuracy 0.91\n\n![win rate](win_rate.png)\n")
+    text, figures = client.predict(api_name="/eval_report")
+    assert "Counting accuracy 0.91" in text and "figure: win rate" in text
+    assert len(figures) == 1 and figures[0]["caption"] == "win_rate.png"
