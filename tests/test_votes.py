@@ -399,7 +399,7 @@ def test_gpu_decorator_is_a_no_op_without_the_spaces_package():
     def f(x):
         return x + 1
 
-    assert gpu_decorator(30)(f) is f  # the repo's spaces/ folder is not the ZeroGPU package
+    assert gpu_decorator(30)(f) is f  # without the ZeroGPU package the decorator is a no-op
 
 
 def test_typed_prompts_are_shown_literally():
