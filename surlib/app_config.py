@@ -56,10 +56,10 @@ class ConfigError(ValueError):
 
 
 def default_preset_name() -> str:
-    """"toy" once the lead's toy preset is registered, "tiny" until then."""
-    from .presets import PRESETS  # imports torch; only called when no SUR_PRESET is set
+    """The library's offline default: "toy" once its weights are in assets/, else "tiny"."""
+    from .presets import default_preset  # imports torch; only called when no SUR_PRESET is set
 
-    return "toy" if "toy" in PRESETS else "tiny"
+    return default_preset()
 
 
 def default_data_dir(env: Mapping[str, str] | None = None) -> Path:

@@ -146,3 +146,34 @@ def any_pipe(request) -> SURPipeline:
 def new_adapter():
     """`new_adapter(text_dim=32, eta=0.25, init_seed=0, trained=True, **kw)`: see `make_adapter`."""
     return make_adapter
+
+
+def free_port() -> int:
+    """A localhost port nobody listens on now, for app servers started by tests."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch_test_app(tmp, suite_rows, **settings):
+    """Start app.py's Blocks in this process on the tiny preset; returns (demo, studio, cfg)."""
+    import json
+
+    import torch
+
+    torch.set_num_threads(1)
+    import app
+    from surlib.app_config import AppConfig
+
+    suites = tmp / "suites"
+    suites.mkdir()
+    (suites / "toy.jsonl").write_text("".join(json.dumps(r) + "\n" for r in suite_rows))
+    cfg = AppConfig(preset="tiny", data_dir=tmp / "data", runs_dir=tmp / "runs", suites_dir=suites, steps=1,
+                    server_name="127.0.0.1", server_port=free_port(), **settings)
+    demo, studio = app.create_app(cfg)
+    kwargs = app.launch_kwargs(cfg)
+    kwargs.update(prevent_thread_lock=True, quiet=True)
+    demo.launch(**kwargs)
+    return demo, studio, cfg

@@ -1,8 +1,6 @@
 """The app through its public API (gradio_client), served on localhost in this process (tiny preset)."""
 
-import json
 import os
-import socket
 import sys
 import time
 from pathlib import Path
@@ -12,6 +10,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import pytest  # noqa: E402
+from conftest import launch_test_app  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -20,33 +19,12 @@ if str(ROOT) not in sys.path:
 ENDPOINTS = {"/generate", "/random_seed", "/new_battle", "/vote", "/results", "/eval_report"}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def app_server(tmp_path_factory):
-    import torch
-
-    torch.set_num_threads(1)
-    import app
-    from surlib.app_config import AppConfig
-
-    tmp = tmp_path_factory.mktemp("app_api")
-    suites = tmp / "suites"
-    suites.mkdir()
-    (suites / "toy.jsonl").write_text("\n".join(json.dumps(r) for r in [
+    demo, studio, cfg = launch_test_app(tmp_path_factory.mktemp("app_api"), [
         {"id": "toy-1", "simple": "two red cats", "category": "count"},
         {"id": "toy-2", "simple": "a blue robot", "category": "color"},
-    ]) + "\n")
-    cfg = AppConfig(preset="tiny", data_dir=tmp / "data", runs_dir=tmp / "runs", suites_dir=suites, steps=1,
-                    votes_per_minute=5, server_name="127.0.0.1", server_port=free_port())
-    demo, studio = app.create_app(cfg)
-    kwargs = app.launch_kwargs(cfg)
-    kwargs.update(prevent_thread_lock=True, quiet=True)
-    demo.launch(**kwargs)
+    ], votes_per_minute=5)
     yield SimpleNamespace(url=f"http://127.0.0.1:{cfg.server_port}/", studio=studio, cfg=cfg)
     demo.close()
     studio.store.close()

@@ -4,10 +4,8 @@ Chromium: `apt-get install -y chromium` (→ /usr/bin/chromium, or set SUR_CHROM
 test is skipped with a reason, except under CI=true, where a missing browser is a failure.
 """
 
-import json
 import os
 import shutil
-import socket
 import sys
 from pathlib import Path
 
@@ -15,6 +13,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import pytest  # noqa: E402
+from conftest import launch_test_app  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -41,32 +40,11 @@ def _require_browser():
     pytest.skip(missing)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def app_server(tmp_path_factory):
     _require_browser()
-    import torch
-
-    torch.set_num_threads(1)
-    import app
-    from surlib.app_config import AppConfig
-
-    tmp = tmp_path_factory.mktemp("app_browser")
-    suites = tmp / "suites"
-    suites.mkdir()
-    (suites / "toy.jsonl").write_text(json.dumps({"id": "toy-9", "simple": "three green birds",
-                                                  "category": "count"}) + "\n")
-    cfg = AppConfig(preset="tiny", data_dir=tmp / "data", runs_dir=tmp / "runs", suites_dir=suites, steps=1,
-                    server_name="127.0.0.1", server_port=free_port())
-    demo, studio = app.create_app(cfg)
-    kwargs = app.launch_kwargs(cfg)
-    kwargs.update(prevent_thread_lock=True, quiet=True)
-    demo.launch(**kwargs)
+    demo, studio, cfg = launch_test_app(tmp_path_factory.mktemp("app_browser"), [
+        {"id": "toy-9", "simple": "three green birds", "category": "count"}])
     yield studio, f"http://127.0.0.1:{cfg.server_port}/"
     demo.close()
     studio.store.close()

@@ -11,7 +11,6 @@ in a fraction of a second without importing torch.
 
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -25,6 +24,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import pytest  # noqa: E402
+from conftest import free_port  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 VOTES_PY = ROOT / "surlib" / "votes.py"
@@ -120,12 +120,6 @@ def test_sigkilled_writer_keeps_every_acknowledged_vote(tmp_path):
 
 
 # ----------------------------------------------------------------------------- a real server
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _start_server(data_dir, port, log_path):
     env = dict(os.environ, SUR_PRESET="tiny", SUR_DATA_DIR=str(data_dir), GRADIO_SERVER_NAME="127.0.0.1",
                GRADIO_SERVER_PORT=str(port), SUR_STEPS="1", SUR_SESSION_SALT="durability-test-salt",
@@ -158,7 +152,7 @@ def test_server_sigkill_during_voting_keeps_acknowledged_votes(tmp_path):
 
     data = tmp_path / "data"
     log_path = tmp_path / "server.log"
-    proc, url = _start_server(data, _free_port(), log_path)
+    proc, url = _start_server(data, free_port(), log_path)
     try:
         db = data / "votes.sqlite"
         store = VoteStore(db)  # a second process on the same file, as a restarted server would be
@@ -219,7 +213,7 @@ def test_server_sigkill_during_voting_keeps_acknowledged_votes(tmp_path):
     assert _integrity(db) == "ok"
 
     # restart on the same data dir: the votes are there and the app works
-    proc, url = _start_server(data, _free_port(), log_path)
+    proc, url = _start_server(data, free_port(), log_path)
     try:
         c = Client(url, verbose=False)
         numbers = c.predict("all", api_name="/results")[4]
