@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--margin", type=float, help="BRISQUE equivalence margin for TOST (fix it before the run)")
     p.add_argument("--n-boot", type=int, help="bootstrap resamples")
     p.add_argument("--chunk", type=int, help="(prompt, seed) pairs judged and scored per batch")
+    p.add_argument("--gen-batch", type=int, help="(prompt, seed) pairs generated per denoising batch")
     p.add_argument("--device", help="cuda, cuda:1, cpu ... (default: accelerate's device)")
     p.add_argument("--config", default=str(DEFAULT_CONFIG), help="YAML defaults (default: %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -83,7 +84,7 @@ def config_from_args(args: argparse.Namespace):
         raise SystemExit(f"{args.config}: unknown setting(s) {sorted(unknown)}; known: {sorted(known)}")
     values = dict(defaults)
     for key in ("preset", "base", "adapter", "suite", "seeds", "steps", "guidance", "height", "width",
-                "negative_prompt", "judge", "limit", "margin", "n_boot", "chunk", "device"):
+                "negative_prompt", "judge", "limit", "margin", "n_boot", "chunk", "gen_batch", "device"):
         v = getattr(args, key)
         if v is not None:
             values[key] = v

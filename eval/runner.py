@@ -1,9 +1,10 @@
 """Run a suite: generate baseline/adapter pairs, judge them, score quality, write a report.
 
 `run_eval(EvalConfig(...))` is the library entry point (``python -m eval.run`` is a thin CLI
-over it). For every (prompt, seed) it makes one `generate_pair` call (both images from the
-same starting noise), saves both PNGs, and, a chunk of pairs at a time, judges them and scores
-BRISQUE (plus any extra quality functions) in batches. Each image becomes one row of
+over it). (prompt, seed) pairs are generated `gen_batch` at a time by `generate_pairs` (both
+images of a pair from the same starting noise; batching is what makes small models fast on a
+CPU) and both PNGs saved; a chunk of pairs at a time is then judged and scored for BRISQUE
+(plus any extra quality measures) in batches. Each image becomes one row of
 ``judgments.jsonl``, appended and fsync'ed as soon as it is known.
 
 Resumable: on start the existing rows are read (a torn last line from a crash is dropped), the
@@ -71,6 +72,7 @@ class EvalConfig:
     n_boot: int = 2000
     boot_seed: int = 0
     chunk: int = 16
+    gen_batch: int = 8
     brisque_impl: str = "fast"
     device: str | None = None
     progress: bool = True
@@ -91,6 +93,8 @@ class EvalConfig:
             raise ValueError("--base needs --adapter (a folder or hub id of a trained SUR-adapter)")
         if self.chunk < 1:
             raise ValueError(f"chunk must be >= 1, got {self.chunk}")
+        if self.gen_batch < 1:
+            raise ValueError(f"gen_batch must be >= 1, got {self.gen_batch}")
         if not self.margin > 0:
             raise ValueError(f"the BRISQUE equivalence margin must be positive, got {self.margin}")
         if self.judge is None:
@@ -326,8 +330,7 @@ def run_eval(cfg: EvalConfig, pipe=None, judge: Judge | None = None,
         try:
             for chunk in _batched(mine, cfg.chunk):
                 items = []  # (row, seed, variant, image, nsfw, seconds)
-                for row, seed in chunk:
-                    images, nsfw, secs = _pair_images(get_pipe, cfg, out, row, seed)
+                for (row, seed), (images, nsfw, secs) in zip(chunk, _chunk_images(get_pipe, cfg, out, chunk)):
                     if secs is not None:
                         gen_s += secs
                         generated += 1
@@ -385,21 +388,32 @@ def _image_path(out: Path, row_id: str, seed: int, variant: str) -> Path:
     return out / "images" / f"{row_id}_s{seed}_{variant}.png"
 
 
-def _pair_images(get_pipe: Callable, cfg: EvalConfig, out: Path, row, seed: int):
-    """({variant: PIL image}, {variant: nsfw flag}, seconds or None): the pair's saved PNGs when
-    both are readable (a resumed run), else a fresh `generate_pair`, saved atomically."""
-    files = {v: _image_path(out, row.id, seed, v) for v in VARIANTS}
-    images = {v: _load_png(f) for v, f in files.items() if f.is_file()}
-    if len(images) == len(VARIANTS) and all(im is not None for im in images.values()):
-        return images, {}, None
-    t0 = time.perf_counter()
-    g = get_pipe().generate_pair(row.prompt, seed=seed, steps=cfg.steps, guidance=cfg.guidance,
-                           negative_prompt=cfg.negative_prompt, height=cfg.height, width=cfg.width,
-                           output_type="pil")
-    secs = time.perf_counter() - t0
-    for v in VARIANTS:
-        _save_png(g.images[v], files[v])
-    return dict(g.images), dict(g.nsfw), secs
+def _chunk_images(get_pipe: Callable, cfg: EvalConfig, out: Path, chunk) -> list[tuple]:
+    """For each (row, seed): ({variant: PIL image}, {variant: nsfw flag}, seconds or None). Saved
+    PNGs are reused when both are readable (a resumed run); the other pairs are generated
+    `gen_batch` at a time with `generate_pairs` and saved atomically."""
+    results: list = [None] * len(chunk)
+    missing = []
+    for i, (row, seed) in enumerate(chunk):
+        files = {v: _image_path(out, row.id, seed, v) for v in VARIANTS}
+        images = {v: _load_png(f) for v, f in files.items() if f.is_file()}
+        if len(images) == len(VARIANTS) and all(im is not None for im in images.values()):
+            results[i] = (images, {}, None)
+        else:
+            missing.append(i)
+    for group in _batched(missing, cfg.gen_batch):
+        t0 = time.perf_counter()
+        gens = get_pipe().generate_pairs(
+            [chunk[i][0].prompt for i in group], [chunk[i][1] for i in group], steps=cfg.steps,
+            guidance=cfg.guidance, negative_prompt=cfg.negative_prompt, height=cfg.height, width=cfg.width,
+            output_type="pil")
+        secs = (time.perf_counter() - t0) / len(group)
+        for i, g in zip(group, gens):
+            row, seed = chunk[i]
+            for v in VARIANTS:
+                _save_png(g.images[v], _image_path(out, row.id, seed, v))
+            results[i] = (dict(g.images), dict(g.nsfw), secs)
+    return results
 
 
 def _read_all(out: Path) -> list[dict]:

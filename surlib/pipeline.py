@@ -170,7 +170,22 @@ class SURPipeline:
                       negative_prompt: str | None = None, height: int | None = None,
                       width: int | None = None, output_type: str = "pil") -> Generation:
         """Baseline and adapted image in one batched denoising pass from identical noise."""
-        return self._run(prompt, seed, steps, guidance, negative_prompt, height, width, output_type, VARIANTS)
+        return self._run([prompt], [seed], steps, guidance, negative_prompt, height, width, output_type,
+                         VARIANTS)[0]
+
+    def generate_pairs(self, prompts: list[str], seeds: list[int], steps: int = 25, guidance: float = 7.5,
+                       negative_prompt: str | None = None, height: int | None = None,
+                       width: int | None = None, output_type: str = "pil") -> list[Generation]:
+        """Many pairs in one denoising batch (what evaluation wants: per-call overhead dominates
+        small models). Item i equals `generate_pair(prompts[i], seeds[i])` up to float rounding."""
+        if isinstance(prompts, str) or isinstance(seeds, (int, float)):
+            raise ValueError("generate_pairs takes a list of prompts and a list of seeds; "
+                             "use generate_pair for one prompt")
+        prompts, seeds = list(prompts), list(seeds)
+        if not prompts or len(prompts) != len(seeds):
+            raise ValueError(f"generate_pairs needs one seed per prompt and at least one prompt, "
+                             f"got {len(prompts)} prompts and {len(seeds)} seeds")
+        return self._run(prompts, seeds, steps, guidance, negative_prompt, height, width, output_type, VARIANTS)
 
     def generate(self, prompt: str, variant: str = "adapter", seed: int = 0, steps: int = 25,
                  guidance: float = 7.5, negative_prompt: str | None = None, height: int | None = None,
@@ -178,44 +193,49 @@ class SURPipeline:
         """One image, baseline or adapter; the same seed gives the same image as in a pair."""
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
-        return self._run(prompt, seed, steps, guidance, negative_prompt, height, width, output_type, (variant,))
+        return self._run([prompt], [seed], steps, guidance, negative_prompt, height, width, output_type,
+                         (variant,))[0]
 
-    def _run(self, prompt, seed, steps, guidance, negative_prompt, height, width, output_type, variants):
-        prompt, seed, steps, guidance, negative_prompt = validate_request(
-            prompt, seed, steps, guidance, negative_prompt)
+    def _run(self, prompts, seeds, steps, guidance, negative_prompt, height, width, output_type, variants):
+        checked = [validate_request(p, s, steps, guidance, negative_prompt) for p, s in zip(prompts, seeds)]
+        prompts, seeds = [c[0] for c in checked], [c[1] for c in checked]
+        _, _, steps, guidance, negative_prompt = checked[0]
         default_size = self.sd.unet.config.sample_size * self.sd.vae_scale_factor
         height, width = height or default_size, width or default_size
         multiple = self.sd.vae_scale_factor * 2 ** (len(self.sd.unet.config.block_out_channels) - 1)
         if height % multiple or width % multiple:
             raise ValueError(f"height and width must be multiples of {multiple}, got {height}x{width}")
+        n, k = len(variants), len(prompts)
         with self._lock:
             t0 = time.perf_counter()
-            cond, uncond = self.encode(prompt, negative_prompt, guidance)
+            cond, uncond = self.encode(prompts, negative_prompt, guidance)
             t1 = _sync(self.device)
             rows = {"baseline": cond}
             if "adapter" in variants:
                 rows["adapter"] = self.adapt(cond)
             t2 = _sync(self.device)
-            n = len(variants)
-            prompt_embeds = torch.cat([rows[v] for v in variants])
-            negative_embeds = uncond.repeat(n, 1, 1) if uncond is not None else None
-            latents = self.initial_latents(seed, height, width).repeat(n, 1, 1, 1)
-            # One generator per image, all seeded alike, so stochastic schedulers add the
-            # same noise to every image of the batch (and the same as a single generation).
-            generators = [torch.Generator("cpu").manual_seed(seed + 1) for _ in variants]
+            # Batch order: prompt-major, variants of one prompt side by side.
+            prompt_embeds = torch.stack([rows[v] for v in variants], 1).flatten(0, 1)
+            negative_embeds = uncond.repeat_interleave(n, 0) if uncond is not None else None
+            latents = torch.cat([self.initial_latents(s, height, width).repeat(n, 1, 1, 1) for s in seeds])
+            # One generator per image, each seeded from its prompt's seed, so stochastic schedulers
+            # add the same noise to both images of a pair (and the same as a single generation).
+            generators = [torch.Generator("cpu").manual_seed(s + 1) for s in seeds for _ in variants]
             out = self.sd(
                 prompt_embeds=prompt_embeds, negative_prompt_embeds=negative_embeds, latents=latents,
                 num_inference_steps=steps, guidance_scale=guidance, generator=generators,
                 height=height, width=width, output_type=output_type,
             )
             t3 = _sync(self.device)
-        nsfw = out.nsfw_content_detected or [False] * n
-        return Generation(
-            images=dict(zip(variants, out.images)), prompt=prompt, seed=seed, steps=steps,
-            guidance=guidance, negative_prompt=negative_prompt,
-            timings={"encode_s": t1 - t0, "adapter_s": t2 - t1, "denoise_s": t3 - t2, "total_s": t3 - t0},
-            nsfw={v: bool(f) for v, f in zip(variants, nsfw)},
-        )
+        nsfw = out.nsfw_content_detected or [False] * (n * k)
+        timings = {"encode_s": t1 - t0, "adapter_s": t2 - t1, "denoise_s": t3 - t2, "total_s": t3 - t0}
+        if k > 1:
+            timings["batch_pairs"] = k
+        return [Generation(
+            images=dict(zip(variants, out.images[i * n:(i + 1) * n])), prompt=prompts[i], seed=seeds[i],
+            steps=steps, guidance=guidance, negative_prompt=negative_prompt, timings=dict(timings),
+            nsfw={v: bool(f) for v, f in zip(variants, nsfw[i * n:(i + 1) * n])},
+        ) for i in range(k)]
 
 
 def _sync(device: torch.device) -> float:

@@ -49,12 +49,15 @@ class ParityJudge(Judge):
 
 
 class CountingPipe:
-    def __init__(self, pipe):
-        self.pipe, self.calls = pipe, 0
+    """Counts the pairs generated (`calls`) and the batched calls that made them (`batches`)."""
 
-    def generate_pair(self, *args, **kwargs):
-        self.calls += 1
-        return self.pipe.generate_pair(*args, **kwargs)
+    def __init__(self, pipe):
+        self.pipe, self.calls, self.batches = pipe, 0, []
+
+    def generate_pairs(self, prompts, seeds, **kwargs):
+        self.calls += len(prompts)
+        self.batches.append(len(prompts))
+        return self.pipe.generate_pairs(prompts, seeds, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +136,9 @@ def test_end_to_end_and_resume_after_a_crash(tmp_path, suite_path, tiny_pipe):
     keys = [(r["prompt_id"], r["seed"], r["variant"]) for r in rows]
     assert len(keys) == 12 and len(set(keys)) == 12  # nothing duplicated, nothing missing
     assert pipe.calls == 6  # saved images of the interrupted chunk were reused, not regenerated
+    # Each chunk's missing pairs in one batched call: the resumed run's chunks are the half-judged
+    # pair plus a new one (only the new one is generated), then two new ones, then the last one.
+    assert pipe.batches == [2, 1, 2, 1]
     assert sum(judge.calls) == 9  # only the 9 missing images were judged
 
     # Same images, same verdicts and scores as the uninterrupted run.
@@ -186,6 +192,19 @@ def test_cli_runs_with_a_registered_judge(tmp_path, suite_path, tiny_pipe, monke
     cfg = json.loads((out / "run_config.json").read_text())
     assert cfg["seeds"] == [0] and cfg["steps"] == 2 and cfg["judge"] == "parity" and cfg["margin"] == 5.0
     assert run.main(["--preset", "tiny", "--suite", "nope", "--out", str(out)]) == 2  # clear error, no trace
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(seeds=[]), "at least one seed"),
+    (dict(seeds=[1, 1]), "distinct"),
+    (dict(chunk=0), "chunk must be >= 1"),
+    (dict(gen_batch=0), "gen_batch must be >= 1"),
+    (dict(margin=0), "margin must be positive"),
+    (dict(base="some/base"), "either a preset or --base"),
+])
+def test_bad_configs_are_refused_with_the_reason(tmp_path, suite_path, kw, message):
+    with pytest.raises(ValueError, match=message):
+        _cfg(tmp_path, suite_path, **kw)
 
 
 def test_vqa_judge_needs_questions(tmp_path):

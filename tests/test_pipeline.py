@@ -83,6 +83,34 @@ def test_pair_equals_single_generations(any_pipe):
     assert np.abs(pair.adapter - pair.baseline).max() > 0.05
 
 
+def test_batched_pairs_equal_one_pair_at_a_time(any_pipe):
+    """generate_pairs (what eval uses) must give each prompt/seed the images generate_pair gives,
+    even for a stochastic scheduler and with the same prompt at two seeds in one batch."""
+    prompts = [PROMPT, "a red robot jumping", PROMPT]
+    seeds = [4, 9, 11]
+    batch = any_pipe.generate_pairs(prompts, seeds, steps=STEPS, output_type="np")
+    assert [(g.prompt, g.seed) for g in batch] == list(zip(prompts, seeds))
+    assert all(g.timings["batch_pairs"] == 3 for g in batch)
+    for prompt, seed, got in zip(prompts, seeds, batch):
+        ref = any_pipe.generate_pair(prompt, seed=seed, steps=STEPS, output_type="np")
+        for variant in ("baseline", "adapter"):
+            np.testing.assert_allclose(got.images[variant], ref.images[variant], rtol=0, atol=PAIR_ATOL)
+    assert np.abs(batch[0].baseline - batch[2].baseline).max() > 0.05  # other seed, other image
+
+
+@pytest.mark.parametrize("prompts, seeds, message", [
+    ("a cat", [1], "list of prompts"),
+    (["a cat"], 1, "list of prompts"),
+    ([], [], "at least one prompt"),
+    (["a cat", "a dog"], [1], "got 2 prompts and 1 seeds"),
+    (["a cat", "  "], [1, 2], "prompt must be a non-empty string"),
+    (["a cat", "a dog"], [1, -2], "seed must be an integer"),
+])
+def test_generate_pairs_refuses_bad_batches(sd1_pipe, prompts, seeds, message):
+    with pytest.raises(ValueError, match=message):
+        sd1_pipe.generate_pairs(prompts, seeds, steps=1)
+
+
 def test_eta_zero_adapter_reproduces_the_baseline(sd1_pipe, new_adapter):
     pipe = SURPipeline(sd1_pipe.sd, new_adapter(eta=0.0, trained=True))
     pipe.set_progress_bar_config(disable=True)
