@@ -2,8 +2,8 @@
 
 `run_eval(EvalConfig(...))` is the library entry point (``python -m eval.run`` is a thin CLI
 over it). (prompt, seed) pairs are generated `gen_batch` at a time by `generate_pairs` (both
-images of a pair from the same starting noise; batching is what makes small models fast on a
-CPU) and both PNGs saved; a chunk of pairs at a time is then judged and scored for BRISQUE
+images of a pair from the same starting noise; batching fills a GPU, while on a CPU the toy
+model is compute-bound and gains little) and both PNGs saved; a chunk of pairs at a time is then judged and scored for BRISQUE
 (plus any extra quality measures) in batches. Each image becomes one row of
 ``judgments.jsonl``, appended and fsync'ed as soon as it is known.
 

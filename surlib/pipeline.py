@@ -176,8 +176,8 @@ class SURPipeline:
     def generate_pairs(self, prompts: list[str], seeds: list[int], steps: int = 25, guidance: float = 7.5,
                        negative_prompt: str | None = None, height: int | None = None,
                        width: int | None = None, output_type: str = "pil") -> list[Generation]:
-        """Many pairs in one denoising batch (what evaluation wants: per-call overhead dominates
-        small models). Item i equals `generate_pair(prompts[i], seeds[i])` up to float rounding."""
+        """Many pairs in one denoising batch (evaluation on a GPU, where one pair leaves it idle).
+        Item i equals `generate_pair(prompts[i], seeds[i])` up to float rounding."""
         if isinstance(prompts, str) or isinstance(seeds, (int, float)):
             raise ValueError("generate_pairs takes a list of prompts and a list of seeds; "
                              "use generate_pair for one prompt")
@@ -197,9 +197,10 @@ class SURPipeline:
                          (variant,))[0]
 
     def _run(self, prompts, seeds, steps, guidance, negative_prompt, height, width, output_type, variants):
-        checked = [validate_request(p, s, steps, guidance, negative_prompt) for p, s in zip(prompts, seeds)]
+        _, _, steps, guidance, negative_prompt = validate_request(prompts[0], seeds[0], steps, guidance,
+                                                                  negative_prompt)
+        checked = [_validate_item(i, p, s, len(prompts)) for i, (p, s) in enumerate(zip(prompts, seeds))]
         prompts, seeds = [c[0] for c in checked], [c[1] for c in checked]
-        _, _, steps, guidance, negative_prompt = checked[0]
         default_size = self.sd.unet.config.sample_size * self.sd.vae_scale_factor
         height, width = height or default_size, width or default_size
         multiple = self.sd.vae_scale_factor * 2 ** (len(self.sd.unet.config.block_out_channels) - 1)
@@ -236,6 +237,14 @@ class SURPipeline:
             steps=steps, guidance=guidance, negative_prompt=negative_prompt, timings=dict(timings),
             nsfw={v: bool(f) for v, f in zip(variants, nsfw[i * n:(i + 1) * n])},
         ) for i in range(k)]
+
+
+def _validate_item(i: int, prompt, seed, total: int):
+    """(prompt, seed) of one batch item; in a batch the error names the item."""
+    try:
+        return validate_request(prompt, seed, 1, 0.0)[:2]
+    except ValueError as e:
+        raise ValueError(f"item {i}: {e}" if total > 1 else str(e)) from None
 
 
 def _sync(device: torch.device) -> float:
