@@ -56,8 +56,8 @@ class EvalConfig:
     base: str | None = None
     adapter: str | None = None
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3])
-    steps: int = 50
-    guidance: float = 7.5
+    steps: int | None = None  # default: the preset's default_steps (50 for a hub base, as in the paper)
+    guidance: float | None = None  # default: the preset's default_guidance (7.5 for a hub base)
     height: int | None = None
     width: int | None = None
     negative_prompt: str | None = None
@@ -97,10 +97,23 @@ class EvalConfig:
             raise ValueError(f"gen_batch must be >= 1, got {self.gen_batch}")
         if not self.margin > 0:
             raise ValueError(f"the BRISQUE equivalence margin must be positive, got {self.margin}")
+        if self.steps is None or self.guidance is None:
+            from surlib.presets import PRESETS
+
+            preset = PRESETS.get(self.preset or "")
+            steps, guidance = (preset.default_steps, preset.default_guidance) if preset else (50, 7.5)
+            self.steps = steps if self.steps is None else self.steps
+            self.guidance = guidance if self.guidance is None else self.guidance
         if self.judge is None:
             self.judge = default_judge(self.preset)
         if self.suite is None:
             self.suite = "toy" if self.preset and self.preset.startswith("toy") else "real"
+        if self.suite == "toy" and self.judge == "toy":
+            # BRISQUE stays (the paper's metric) but ranks flat renders backwards
+            # (`python -m eval.toy_quality_check`); the palette distance does not.
+            if "palette_distance" not in self.quality:
+                self.quality = [*self.quality, "palette_distance"]
+            self.quality_margins = {"palette_distance": PALETTE_DISTANCE_MARGIN, **self.quality_margins}
 
 
 # --------------------------------------------------------------------------- quality registry
@@ -111,7 +124,18 @@ def _brisque_fn(cfg: EvalConfig) -> QualityFn:
     return lambda images: brisque_scores(images, impl=cfg.brisque_impl)
 
 
-QUALITY: dict[str, Callable[[EvalConfig], QualityFn]] = {"brisque": _brisque_fn}
+def _palette_distance_fn(cfg: EvalConfig) -> QualityFn:
+    from .palette_distance import palette_distance
+
+    return palette_distance
+
+
+PALETTE_DISTANCE_MARGIN = 0.5
+"""TOST margin of the toy palette distance, fixed before any adapter run from
+`eval.toy_quality_check`: see docs/evaluation.md for how it compares with blur and noise."""
+
+QUALITY: dict[str, Callable[[EvalConfig], QualityFn]] = {"brisque": _brisque_fn,
+                                                          "palette_distance": _palette_distance_fn}
 """Quality measures by name: a factory taking the config and returning ``fn(images) -> scores``
 (images are PIL RGB images). Extra measures can be registered, or named as ``module:attr``."""
 

@@ -38,12 +38,11 @@ from typing import Callable, Mapping
 
 log = logging.getLogger("surlib.app")
 
-# App defaults per preset when the preset itself does not say (Preset.default_steps / default_guidance).
-# tiny is a random plumbing model (its images are noise at any step count): 2 steps keep a
-# Compare click around 1.5 s of CPU. toy's 10 is a guess until its preset sets default_steps.
+# App defaults per preset; they win over the preset's own (eval) defaults because an interactive
+# click must be quick: tiny is a random plumbing model (noise at any step count), 2 steps keep a
+# Compare click around 1.5 s of CPU; SD presets trade the paper's 50 steps for 25.
 PRESET_DEFAULTS: dict[str, tuple[int, float]] = {
     "tiny": (2, 5.0),
-    "toy": (10, 5.0),
     "sd15": (25, 7.5),
     "sd21": (25, 7.5),
 }
@@ -169,10 +168,10 @@ class AppConfig:
         return bool(self.sync_repo and self.hf_token)
 
     def generation_defaults(self, preset_obj=None) -> tuple[int, float]:
-        """(steps, guidance): env first, then the preset's own defaults, then PRESET_DEFAULTS."""
-        steps, guidance = PRESET_DEFAULTS.get(self.preset, FALLBACK_DEFAULTS)
-        steps = getattr(preset_obj, "default_steps", None) or steps
-        guidance = getattr(preset_obj, "default_guidance", None) or guidance
+        """(steps, guidance): env first, then PRESET_DEFAULTS, then the preset's own defaults."""
+        own = (getattr(preset_obj, "default_steps", None), getattr(preset_obj, "default_guidance", None))
+        steps, guidance = PRESET_DEFAULTS.get(self.preset, (own[0] or FALLBACK_DEFAULTS[0],
+                                                            own[1] or FALLBACK_DEFAULTS[1]))
         steps = min(self.steps or steps, self.max_steps)
         return steps, (self.guidance if self.guidance is not None else guidance)
 

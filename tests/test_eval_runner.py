@@ -207,6 +207,22 @@ def test_bad_configs_are_refused_with_the_reason(tmp_path, suite_path, kw, messa
         _cfg(tmp_path, suite_path, **kw)
 
 
+def test_sampling_defaults_come_from_the_preset_unless_given(tmp_path):
+    from eval.runner import PALETTE_DISTANCE_MARGIN
+    from surlib.presets import PRESETS
+
+    toy = EvalConfig(out=str(tmp_path), preset="toy")
+    assert (toy.steps, toy.guidance) == (PRESETS["toy"].default_steps, PRESETS["toy"].default_guidance)
+    assert (toy.steps, toy.guidance) != (50, 7.5)
+    assert toy.quality == ["brisque", "palette_distance"]
+    assert toy.quality_margins == {"palette_distance": PALETTE_DISTANCE_MARGIN}
+    assert (EvalConfig(out=str(tmp_path), preset="sd15").steps, EvalConfig(out=str(tmp_path), preset="sd15").guidance) == (50, 7.5)
+    hub = EvalConfig(out=str(tmp_path), base="some/sd", adapter="some/adapter")
+    assert (hub.steps, hub.guidance, hub.quality) == (50, 7.5, ["brisque"])
+    given = EvalConfig(out=str(tmp_path), preset="toy", steps=7, guidance=0.0, quality_margins={"palette_distance": 2.0})
+    assert (given.steps, given.guidance, given.quality_margins) == (7, 0.0, {"palette_distance": 2.0})
+
+
 def test_vqa_judge_needs_questions(tmp_path):
     p = tmp_path / "noq.jsonl"
     p.write_text(json.dumps({k: v for k, v in ROWS[0].items() if k != "questions"}) + "\n")

@@ -161,7 +161,8 @@ def train_unet(args) -> dict:
     set_seed(args.seed)
     vae = build_toy_vae() if args.text_only else AutoencoderKL.from_pretrained(Path(args.out) / "vae")
     unet = UNet2DConditionModel.from_pretrained(args.init_from) if args.init_from else build_toy_unet()
-    sd = assemble(vae, unet)
+    noise_sched = build_scheduler(args.prediction_type)
+    sd = assemble(vae, unet, scheduler=noise_sched)
     t0 = time.time()
     work = Path(args.work_dir)
     text = _cached(work / f"text_pool_s{args.seed}_{args.spells}x{args.captions}.pt",
@@ -172,7 +173,6 @@ def train_unet(args) -> dict:
                       lambda: build_latent_pool(vae, args.renders, args.seed))
     pool_minutes = (time.time() - t0) / 60
     n_scenes = latents.shape[0]
-    noise_sched = build_scheduler()
     alphas = noise_sched.alphas_cumprod
     snr = alphas / (1 - alphas)
     ema = EMAModel(unet.parameters(), decay=args.ema_decay)
@@ -196,9 +196,15 @@ def train_unet(args) -> dict:
         t = torch.randint(0, noise_sched.config.num_train_timesteps, (b,), generator=gen)
         xt = noise_sched.add_noise(x0, noise, t)
         pred = unet(xt.to(acc.device), t.to(acc.device), cond.to(acc.device)).sample
-        # Min-SNR weighting (Hang et al. 2023) for epsilon prediction: faster convergence.
-        w = (snr[t].clamp(max=args.snr_gamma) / snr[t]).to(acc.device)
-        loss = (w * (pred.float() - noise.to(acc.device)).pow(2).mean(dim=(1, 2, 3))).mean()
+        # Min-SNR weighting (Hang et al. 2023): min(snr, gamma) on the x0 error, written for
+        # the target predicted. Velocity keeps a full x0 signal at high noise, where count and
+        # colour are decided; epsilon's x0 signal vanishes there (it scales with snr).
+        if args.prediction_type == "v_prediction":
+            target, w = noise_sched.get_velocity(x0, noise, t), snr[t].clamp(max=args.snr_gamma) / (snr[t] + 1)
+        else:
+            target, w = noise, snr[t].clamp(max=args.snr_gamma) / snr[t]
+        per_item = (pred.float() - target.to(acc.device)).pow(2).mean(dim=(1, 2, 3))
+        loss = (w.to(acc.device) * per_item).mean()
         acc.backward(loss)
         acc.clip_grad_norm_(unet.parameters(), 1.0)
         opt.step(), sched.step(), opt.zero_grad()
@@ -213,11 +219,12 @@ def train_unet(args) -> dict:
             unet.train()
     final = acc.unwrap_model(unet)
     _save_unet(final, ema, Path(args.out) / "unet")
+    noise_sched.save_pretrained(Path(args.out) / "scheduler")
     _save_samples(final, ema, sd, work / "unet_final.png")
     return {"stage": "unet", "steps": step, "seed": args.seed, "batch_size": b,
             "spells": args.spells, "captions": args.captions, "renders": args.renders,
             "p_caption": args.p_caption, "p_empty": args.p_empty, "init_from": args.init_from,
-            "ema_decay": args.ema_decay, "lr": args.lr or 3e-4, "pool_minutes": pool_minutes,
+            "ema_decay": args.ema_decay, "prediction_type": args.prediction_type, "lr": args.lr or 3e-4, "pool_minutes": pool_minutes,
             "final_loss": float(np.mean([r["loss"] for r in log[-100:]])), "minutes": (time.time() - start) / 60}
 
 
@@ -269,6 +276,8 @@ def main(argv=None):
     p.add_argument("--p-empty", type=float, default=0.10, help="share of empty prompts (for CFG)")
     p.add_argument("--ema-decay", type=float, default=0.999)
     p.add_argument("--snr-gamma", type=float, default=5.0)
+    p.add_argument("--prediction-type", default="epsilon", choices=["epsilon", "v_prediction"],
+                   help="what the UNet predicts; saved with it as assets/toy/scheduler")
     p.add_argument("--sample-every", type=int, default=500)
     p.add_argument("--cpu", action="store_true", help="force CPU even when a GPU is present")
     p.add_argument("--out", default=str(ASSETS))
@@ -303,7 +312,7 @@ def _changed(args) -> dict:
     skip = {"stage", "max_steps", "minutes", "threads", "out", "work_dir", "text_only", "sample_every", "parser"}
     defaults = vars(main.parser.parse_args([args.stage]))
     return {k: v for k, v in vars(args).items()
-            if k not in skip and v != defaults.get(k) and v not in (None, False)}
+            if k not in skip and v != defaults.get(k) and v is not None and v is not False}
 
 
 if __name__ == "__main__":

@@ -36,8 +36,8 @@ def unet_config() -> dict:
     )
 
 
-def scheduler_config() -> dict:
-    return dict(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="epsilon",
+def scheduler_config(prediction_type: str = "epsilon") -> dict:
+    return dict(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type=prediction_type,
                 clip_sample=False, set_alpha_to_one=False, steps_offset=1, timestep_spacing="leading")
 
 
@@ -49,12 +49,19 @@ def build_toy_unet() -> UNet2DConditionModel:
     return UNet2DConditionModel(**unet_config())
 
 
-def build_scheduler() -> DDIMScheduler:
-    return DDIMScheduler(**scheduler_config())
+def build_scheduler(prediction_type: str = "epsilon") -> DDIMScheduler:
+    return DDIMScheduler(**scheduler_config(prediction_type))
 
 
-def assemble(vae: AutoencoderKL, unet: UNet2DConditionModel, text_encoder=None, tokenizer=None
-             ) -> StableDiffusionPipeline:
+def load_scheduler(folder: str | Path = ASSETS) -> DDIMScheduler:
+    """The scheduler the shipped UNet was trained with (`folder/scheduler`), else the
+    epsilon default: what the UNet predicts (noise or velocity) is part of the weights."""
+    path = Path(folder) / "scheduler"
+    return DDIMScheduler.from_pretrained(path) if (path / "scheduler_config.json").exists() else build_scheduler()
+
+
+def assemble(vae: AutoencoderKL, unet: UNet2DConditionModel, text_encoder=None, tokenizer=None,
+             scheduler: DDIMScheduler | None = None) -> StableDiffusionPipeline:
     """A StableDiffusionPipeline from toy parts; MiniLM is loaded when not given."""
     if text_encoder is None:
         from ..minilm import load_minilm
@@ -62,7 +69,7 @@ def assemble(vae: AutoencoderKL, unet: UNet2DConditionModel, text_encoder=None, 
         text_encoder, tokenizer = load_minilm()
     return StableDiffusionPipeline(
         vae=vae.eval(), text_encoder=text_encoder.eval(), tokenizer=tokenizer, unet=unet.eval(),
-        scheduler=build_scheduler(), safety_checker=None, feature_extractor=None,
+        scheduler=scheduler or build_scheduler(), safety_checker=None, feature_extractor=None,
         requires_safety_checker=False,
     )
 
@@ -78,4 +85,4 @@ def load_toy_sd(folder: str | Path = ASSETS) -> StableDiffusionPipeline:
         )
     vae = AutoencoderKL.from_pretrained(folder / "vae", torch_dtype=torch.float32)
     unet = UNet2DConditionModel.from_pretrained(folder / "unet", torch_dtype=torch.float32)
-    return assemble(vae, unet)
+    return assemble(vae, unet, scheduler=load_scheduler(folder))
