@@ -3,7 +3,7 @@
     python bench/bench_eval_suite.py                 # gen_batch 1 vs 8 on a subset, then the full suite
     python bench/bench_eval_suite.py --no-full       # the side-by-side part only (a few minutes)
 
-Part 1 runs `eval.run` on the toy preset twice in this process, on the same subset
+Part 1 runs `eval.run` on the toy preset twice in this process (after one small warm-up run), on the same subset
 (`--limit` prompts per category, all seeds), once with gen_batch 1 and once with gen_batch 8,
 each from an empty run folder (model load, generation, judging, BRISQUE, statistics, report),
 and prints both wall times and their ratio. Part 2 runs the whole toy suite once with the
@@ -56,6 +56,8 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     result = {"machine": platform.platform(), "threads": torch.get_num_threads(), "seeds": args.seeds}
     with tempfile.TemporaryDirectory() as tmp:
+        # Warm-up: imports, kernel selection and first-use caches would otherwise bill the first run.
+        timed_run(["--preset", "toy", "--out", f"{tmp}/warmup", "--seeds", "1", "--limit", "1"])
         times = {}
         for gb in (1, 8):
             secs = timed_run(["--preset", "toy", "--out", f"{tmp}/gb{gb}", "--seeds", str(args.seeds),

@@ -216,10 +216,12 @@ def test_sampling_defaults_come_from_the_preset_unless_given(tmp_path):
     assert (toy.steps, toy.guidance) != (50, 7.5)
     assert toy.quality == ["brisque", "palette_distance"]
     assert toy.quality_margins == {"palette_distance": PALETTE_DISTANCE_MARGIN}
-    assert (EvalConfig(out=str(tmp_path), preset="sd15").steps, EvalConfig(out=str(tmp_path), preset="sd15").guidance) == (50, 7.5)
+    sd15 = EvalConfig(out=str(tmp_path), preset="sd15")
+    assert (sd15.steps, sd15.guidance) == (50, 7.5)
     hub = EvalConfig(out=str(tmp_path), base="some/sd", adapter="some/adapter")
     assert (hub.steps, hub.guidance, hub.quality) == (50, 7.5, ["brisque"])
-    given = EvalConfig(out=str(tmp_path), preset="toy", steps=7, guidance=0.0, quality_margins={"palette_distance": 2.0})
+    given = EvalConfig(out=str(tmp_path), preset="toy", steps=7, guidance=0.0,
+                       quality_margins={"palette_distance": 2.0})
     assert (given.steps, given.guidance, given.quality_margins) == (7, 0.0, {"palette_distance": 2.0})
 
 

@@ -33,7 +33,8 @@ flags() {
 for v in $VARIANTS; do
   f=$(flags "$v")
   [ -f "$RUNS/$v/adapter/config.json" ] || \
-    $PY -m train.train_adapter --config train/configs/toy.yaml --output-dir "$RUNS/$v" $f
+    $PY -m train.train_adapter --config train/configs/toy.yaml --output-dir "$RUNS/$v" \
+      --feature-cache "$RUNS/llm_features" $f
   $PY -m eval.run --preset toy --adapter "$RUNS/$v/adapter" --seeds "$SEEDS" --out "$RUNS/eval-$v"
 done
 

@@ -30,7 +30,8 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from surlib.toy import world
-from surlib.toy.base_model import ASSETS, assemble, build_scheduler, build_toy_unet, build_toy_vae
+from surlib.toy.base_model import (ASSETS, assemble, build_scheduler, build_toy_unet, build_toy_vae,
+                                   load_scheduler)
 
 
 def sample_rows(split: str, n: int, rng: np.random.Generator):
@@ -224,7 +225,8 @@ def train_unet(args) -> dict:
     return {"stage": "unet", "steps": step, "seed": args.seed, "batch_size": b,
             "spells": args.spells, "captions": args.captions, "renders": args.renders,
             "p_caption": args.p_caption, "p_empty": args.p_empty, "init_from": args.init_from,
-            "ema_decay": args.ema_decay, "prediction_type": args.prediction_type, "lr": args.lr or 3e-4, "pool_minutes": pool_minutes,
+            "ema_decay": args.ema_decay, "prediction_type": args.prediction_type, "lr": args.lr or 3e-4,
+            "pool_minutes": pool_minutes,
             "final_loss": float(np.mean([r["loss"] for r in log[-100:]])), "minutes": (time.time() - start) / 60}
 
 
@@ -276,8 +278,9 @@ def main(argv=None):
     p.add_argument("--p-empty", type=float, default=0.10, help="share of empty prompts (for CFG)")
     p.add_argument("--ema-decay", type=float, default=0.999)
     p.add_argument("--snr-gamma", type=float, default=5.0)
-    p.add_argument("--prediction-type", default="epsilon", choices=["epsilon", "v_prediction"],
-                   help="what the UNet predicts; saved with it as assets/toy/scheduler")
+    p.add_argument("--prediction-type", default=None, choices=["epsilon", "v_prediction"],
+                   help="what the UNet predicts, saved with it as <out>/scheduler (default: that of "
+                        "--init-from's model, else epsilon as the first runs; v_prediction learns colour far faster)")
     p.add_argument("--sample-every", type=int, default=500)
     p.add_argument("--cpu", action="store_true", help="force CPU even when a GPU is present")
     p.add_argument("--out", default=str(ASSETS))
@@ -290,6 +293,10 @@ def main(argv=None):
     args.max_steps = args.max_steps or defaults[0]
     args.batch_size = args.batch_size or defaults[1]
     args.schedule_steps = args.schedule_steps or args.max_steps
+    if args.stage == "unet" and args.prediction_type is None:
+        # Continuing a model must not silently change what it predicts.
+        args.prediction_type = (load_scheduler(Path(args.init_from).parent).config.prediction_type
+                                if args.init_from else "epsilon")
     info = (train_vae if args.stage == "vae" else train_unet)(args)
     if not info:
         return
