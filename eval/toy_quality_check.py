@@ -40,15 +40,12 @@ def vae_round_trip(x: torch.Tensor) -> torch.Tensor:
 
 
 def check(n: int = 200, seed: int = 0, vae: bool = True) -> dict:
-    from surlib.toy.world import render_batch, scenes
+    from surlib.toy.dataset import rows_to_images, sample_rows
 
     from .quality import brisque_scores
     from .palette_distance import palette_distance
 
-    rng = np.random.default_rng(seed + 99)
-    pool = scenes("test")
-    imgs = render_batch([pool[i] for i in rng.integers(0, len(pool), n)], rng.integers(0, 2**31 - 1, n))
-    x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255
+    x = torch.from_numpy(rows_to_images(sample_rows("test", n, seed))).permute(0, 3, 1, 2).float() / 255
     sets = degradations(x, seed)
     if vae:
         sets["VAE round trip"] = vae_round_trip(x)

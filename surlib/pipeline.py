@@ -176,7 +176,8 @@ class SURPipeline:
     def generate_pairs(self, prompts: list[str], seeds: list[int], steps: int = 25, guidance: float = 7.5,
                        negative_prompt: str | None = None, height: int | None = None,
                        width: int | None = None, output_type: str = "pil") -> list[Generation]:
-        """Many pairs in one denoising batch (evaluation on a GPU, where one pair leaves it idle).
+        """Many pairs in one denoising batch (evaluation: it fills a GPU, and on a CPU it saves the
+        per-call costs that dominate at few steps).
         Item i equals `generate_pair(prompts[i], seeds[i])` up to float rounding."""
         if isinstance(prompts, str) or isinstance(seeds, (int, float)):
             raise ValueError("generate_pairs takes a list of prompts and a list of seeds; "

@@ -8,12 +8,11 @@ import torch
 from eval.palette_distance import palette_distance, toy_palette
 from eval.toy_quality_check import _u8, degradations
 from surlib.toy import world
+from surlib.toy.dataset import rows_to_images, sample_rows
 
 
 def _renders(n=40, seed=7):
-    rng = np.random.default_rng(seed)
-    pool = world.scenes("test")
-    return world.render_batch([pool[i] for i in rng.integers(0, len(pool), n)], rng.integers(0, 2**31 - 1, n))
+    return rows_to_images(sample_rows("test", n, seed))
 
 
 def test_palette_holds_object_and_background_colours():

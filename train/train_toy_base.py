@@ -162,8 +162,9 @@ def train_unet(args) -> dict:
     set_seed(args.seed)
     vae = build_toy_vae() if args.text_only else AutoencoderKL.from_pretrained(Path(args.out) / "vae")
     unet = UNet2DConditionModel.from_pretrained(args.init_from) if args.init_from else build_toy_unet()
+    # Separate schedulers: sampling (`_save_samples`) resets the pipeline's timesteps.
     noise_sched = build_scheduler(args.prediction_type)
-    sd = assemble(vae, unet, scheduler=noise_sched)
+    sd = assemble(vae, unet, scheduler=build_scheduler(args.prediction_type))
     t0 = time.time()
     work = Path(args.work_dir)
     text = _cached(work / f"text_pool_s{args.seed}_{args.spells}x{args.captions}.pt",
