@@ -63,12 +63,17 @@ def main(argv=None):
     p.add_argument("--split", default="test")
     p.add_argument("--limit", type=int, default=0, help="first N combinations only")
     p.add_argument("--out", default=None, help="write the result JSON here")
+    p.add_argument("--model-dir", default=None,
+                   help="folder with vae/, unet/, scheduler/ (default: the shipped assets/toy)")
     args = p.parse_args(argv)
     from surlib.toy.base_model import load_toy_sd
+    from surlib.traced_unet import trace_unet
 
     rows = test_rows(args.split)
     rows = rows[:args.limit] if args.limit else rows
-    result = evaluate(load_toy_sd(), ToyJudge.load(), rows, args.seeds, args.steps, args.guidance)
+    sd = load_toy_sd(args.model_dir) if args.model_dir else load_toy_sd()
+    trace_unet(sd.unet)  # same images, faster on a CPU
+    result = evaluate(sd, ToyJudge.load(), rows, args.seeds, args.steps, args.guidance)
     result["settings"] = vars(args) | {"combinations": len(rows)}
     text = json.dumps(result, indent=2)
     print(text)

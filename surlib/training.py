@@ -17,6 +17,10 @@ Output folder::
     adapter/                    the final adapter (save_pretrained)
     llm_features/               the teacher cache, unless `feature_cache` points elsewhere
 
+With `row_cache` set, the frozen encoders' outputs kept by `cache_latents`/`cache_text` are
+written there once every row has been seen (`rows-<key>.pt`, key = data + frozen weights), and
+later runs on the same data and base start from them: ablation variants skip the first, slow epoch.
+
 Exact resume: the sample order of epoch e is a function of (seed, e) and augmentation of
 (seed, epoch, index); noise, timesteps, VAE sampling and dropout use the global RNGs that
 `accelerator.save_state` stores. Resuming at step K therefore replays steps K+1.. exactly.
@@ -34,6 +38,7 @@ import math
 import os
 import shutil
 import time
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,6 +90,7 @@ class TrainConfig:
     dataloader_num_workers: int = 0
     cache_latents: bool = False           # keep VAE posteriors in memory (needs deterministic images)
     cache_text: bool = False              # keep both prompts' text embeddings in memory (frozen encoder)
+    row_cache: str | None = None          # folder: save/load those kept rows, shared by runs on the same data+base
     # teacher LLM
     teacher: str = "minilm"               # preset (minilm, llama2-13b, qwen2.5-0.5b), hub id or folder
     teacher_layer: int | None = None
@@ -148,6 +154,8 @@ class TrainConfig:
             (self.llm_temperature > 0 and self.quality_temperature > 0, "temperatures must be > 0"),
             (self.checkpoint_every >= 0 and self.validate_every >= 0 and self.plot_every >= 0,
              "checkpoint_every, validate_every and plot_every must be >= 0"),
+            (not self.row_cache or (self.cache_latents and self.cache_text),
+             "row_cache stores the rows kept by cache_latents and cache_text: set both to true"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -343,6 +351,35 @@ class RowStore:
         width = len(self.rows[index[0]])
         return tuple(torch.stack([self.rows[i][k] for i in index]).to(device) for k in range(width))
 
+    def stacked(self, n: int) -> tuple[torch.Tensor, ...] | None:
+        """All rows 0..n-1 as stacked tensors, or None while some row has not been seen."""
+        if any(i not in self.rows for i in range(n)):
+            return None
+        return tuple(torch.stack([self.rows[i][k] for i in range(n)]) for k in range(len(self.rows[0])))
+
+    def fill(self, stacked: tuple[torch.Tensor, ...]) -> None:
+        self.rows = {i: tuple(t[i] for t in stacked) for i in range(len(stacked[0]))}
+
+
+def row_cache_key(ds, frozen: Frozen, cfg: TrainConfig) -> str:
+    """Everything a kept row depends on: the rows (image files with size and mtime, both
+    prompts), the image transform, and the frozen VAE and text encoder weights. Runs that
+    differ only in losses, steps or adapter (ablations) share it."""
+    files, prompts = getattr(ds, "_files", None), getattr(ds, "prompts", None)
+    root = getattr(ds, "root", None)
+    if files is None or prompts is None or root is None:
+        raise ValueError("row_cache needs a SURD folder or metadata file as `data` (its files identify "
+                         "the rows); rows made on the fly cannot be fingerprinted")
+    h = hashlib.sha256(f"{cfg.resolution}|{cfg.center_crop}|{cfg.random_flip}".encode())
+    for name, text, prompt in zip(files, dataset_texts(ds), prompts):
+        st = (Path(root) / name).stat()
+        h.update(f"{name}|{st.st_size}|{st.st_mtime_ns}|{text}|{prompt}\n".encode())
+    for model in (frozen.vae, frozen.text_encoder):
+        for key, value in sorted(model.state_dict().items()):
+            h.update(key.encode())
+            h.update(value.detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
 
 def compute_losses(module: nn.Module, frozen: Frozen, batch: dict, weights: LossWeights, *,
                    llm_features: torch.Tensor | None = None, latent_params: torch.Tensor | None = None,
@@ -372,6 +409,14 @@ def compute_losses(module: nn.Module, frozen: Frozen, batch: dict, weights: Loss
     }
     terms["total"] = weights.noise * terms["noise"] + weights.llm * terms["llm"] + weights.quality * terms["quality"]
     return terms
+
+
+def _save_rows(path: Path, latents, text) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"latents": latents, "text": text}, tmp)
+    os.replace(tmp, path)  # a killed run never leaves a half-written file behind
+    logger.info("kept rows saved to %s", path)
 
 
 # --------------------------------------------------------------------------- outputs
@@ -606,6 +651,17 @@ def train(config: TrainConfig | dict | str | Path | None = None, /, dataset=None
 
     weights = LossWeights(cfg.noise_weight, cfg.llm_weight, cfg.quality_weight)
     latent_store, text_store = RowStore(), RowStore()
+    # The complex prompt is always kept when rows are shared: a no-quality run's file serves the rest.
+    with_complex = weights.quality > 0 or bool(cfg.row_cache)
+    row_file = None
+    if cfg.row_cache:
+        row_file = Path(cfg.row_cache) / f"rows-{row_cache_key(ds, frozen, cfg)[:20]}.pt"
+        if row_file.exists():
+            saved = torch.load(row_file, map_location="cpu", mmap=True, weights_only=True)
+            latent_store.fill(saved["latents"])
+            text_store.fill(saved["text"])
+            logger.info("kept rows loaded from %s", row_file)
+            row_file = None  # nothing left to save
     unwrapped = accelerator.unwrap_model(module)
 
     def save_checkpoint(step: int) -> None:
@@ -653,8 +709,11 @@ def train(config: TrainConfig | dict | str | Path | None = None, /, dataset=None
             rows = index.tolist()
             params_lat = (latent_store.get(rows, lambda: [encode_latent_params(frozen.vae, batch["pixel_values"])],
                                            dev)[0] if cfg.cache_latents else None)
-            text = (text_store.get(rows, lambda: encode_batch_text(frozen, batch, weights.quality > 0), dev)
+            text = (text_store.get(rows, lambda: encode_batch_text(frozen, batch, with_complex), dev)
                     if cfg.cache_text else None)
+            if row_file is not None and main and len(text_store.rows) == len(latent_store.rows) == len(ds):
+                _save_rows(row_file, latent_store.stacked(len(ds)), text_store.stacked(len(ds)))
+                row_file = None
             with accelerator.accumulate(module):
                 with accelerator.autocast():
                     terms = compute_losses(

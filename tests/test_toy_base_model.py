@@ -20,3 +20,21 @@ def test_scheduler_comes_from_the_folder_else_epsilon(tmp_path):
 def test_shipped_scheduler_matches_the_last_unet_training_run():
     runs = json.loads((ASSETS / "training.json").read_text())["unet"]
     assert load_scheduler(ASSETS).config.prediction_type == runs[-1].get("prediction_type", "epsilon")
+
+
+@pytest.mark.skipif(not (ASSETS / "unet" / "config.json").exists(), reason="toy weights not trained")
+def test_toy_preset_traces_its_unet_on_cpu_with_identical_images():
+    import numpy as np
+
+    from surlib.presets import load_preset
+    from surlib.traced_unet import untrace_unet
+
+    pipe = load_preset("toy", device="cpu")
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe.sd.unet._eager_forward is not None
+    traced = pipe.generate_pair("two red cats sitting on the grass", seed=3, steps=3, output_type="np")
+    assert len(pipe.sd.unet._traces) == 1
+    untrace_unet(pipe.sd.unet)
+    eager = pipe.generate_pair("two red cats sitting on the grass", seed=3, steps=3, output_type="np")
+    for v in ("baseline", "adapter"):
+        np.testing.assert_allclose(traced.images[v], eager.images[v], atol=1e-5)

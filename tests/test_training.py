@@ -125,6 +125,26 @@ def test_dataset_object_and_latent_cache(sd1_base, features, tmp_path):
               dataset=RowsDataset(rows, resolution=32, random_flip=True))
 
 
+def test_row_cache_is_shared_by_runs_on_the_same_data_and_base(cfg, tmp_path):
+    """A first run writes the kept rows once all are seen; a second run (another loss mix, as an
+    ablation) starts from them and trains exactly as it would have from scratch."""
+    rows = tmp_path / "rows"
+    kw = dict(max_rows=6, batch_size=3, max_steps=4, checkpoint_every=0, cache_latents=True, cache_text=True)
+    train(cfg(output_dir=str(tmp_path / "first"), row_cache=str(rows), quality_weight=0.0, **kw))
+    files = list(rows.glob("rows-*.pt"))
+    assert len(files) == 1
+    saved = torch.load(files[0], weights_only=True)
+    assert saved["latents"][0].shape[0] == 6 and len(saved["text"]) == 3  # complex prompt kept too
+    stamp = files[0].stat().st_mtime_ns
+    shared = train(cfg(output_dir=str(tmp_path / "second"), row_cache=str(rows), **kw))
+    alone = train(cfg(output_dir=str(tmp_path / "alone"), **kw))
+    assert files[0].stat().st_mtime_ns == stamp and len(list(rows.glob("rows-*.pt"))) == 1
+    for a, b in zip(shared, alone):
+        assert a == pytest.approx(b, rel=1e-5)
+    with pytest.raises(ValueError, match="row_cache stores the rows kept by cache_latents and cache_text"):
+        train(cfg(output_dir=str(tmp_path / "x"), row_cache=str(rows), cache_latents=False))
+
+
 def test_encode_prompts_matches_the_pipeline_and_parts_are_frozen(sd1_base):
     sd = StableDiffusionPipeline.from_pretrained(sd1_base)
     prompts = ["two red robots", "a cat on the grass, masterpiece"]

@@ -10,7 +10,9 @@
 #   no-llm          llm_weight 0
 #   no-quality      quality_weight 0
 #   official-detached  the official code's defect: the noise loss does not reach the adapter
-# The full variant is copied to assets/toy/adapter (what the toy preset loads).
+# The full variant is copied to assets/toy/adapter (what the toy preset loads). The variants share
+# the teacher features and the frozen encoders' rows (--feature-cache, --row-cache): only the first
+# run pays for encoding.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-python}
@@ -34,7 +36,7 @@ for v in $VARIANTS; do
   f=$(flags "$v")
   [ -f "$RUNS/$v/adapter/config.json" ] || \
     $PY -m train.train_adapter --config train/configs/toy.yaml --output-dir "$RUNS/$v" \
-      --feature-cache "$RUNS/llm_features" $f
+      --feature-cache "$RUNS/llm_features" --row-cache "$RUNS/row_cache" $f
   $PY -m eval.run --preset toy --adapter "$RUNS/$v/adapter" --seeds "$SEEDS" --out "$RUNS/eval-$v"
 done
 
