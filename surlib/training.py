@@ -31,6 +31,7 @@ from __future__ import annotations
 import copy
 import csv
 import dataclasses
+import hashlib
 import importlib
 import json
 import logging
@@ -38,7 +39,6 @@ import math
 import os
 import shutil
 import time
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
