@@ -16,6 +16,7 @@ from __future__ import annotations
 import warnings
 
 import torch
+from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput
 
 _TRACE_LIMIT = 8  # input shapes kept (batch sizes differ between the app, eval and bench)
 
@@ -73,11 +74,7 @@ def trace_unet(unet):
         if traces[key] is None:  # this shape could not be traced: stay eager
             return eager(sample, timestep, encoder_hidden_states, return_dict=return_dict)
         out = traces[key](sample, timestep, encoder_hidden_states)
-        if not return_dict:
-            return (out,)
-        from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput
-
-        return UNet2DConditionOutput(sample=out)
+        return UNet2DConditionOutput(sample=out) if return_dict else (out,)
 
     unet._eager_forward = eager
     unet._traces = traces

@@ -29,6 +29,7 @@ from diffusers.training_utils import EMAModel
 from PIL import Image
 from tqdm.auto import tqdm
 
+from surlib.losses import noise_loss
 from surlib.toy import world
 from surlib.toy.base_model import (ASSETS, assemble, build_scheduler, build_toy_unet, build_toy_vae,
                                    load_scheduler)
@@ -175,8 +176,6 @@ def train_unet(args) -> dict:
                       lambda: build_latent_pool(vae, args.renders, args.seed))
     pool_minutes = (time.time() - t0) / 60
     n_scenes = latents.shape[0]
-    alphas = noise_sched.alphas_cumprod
-    snr = alphas / (1 - alphas)
     ema = EMAModel(unet.parameters(), decay=args.ema_decay)
     opt = torch.optim.AdamW(unet.parameters(), lr=args.lr or 3e-4, weight_decay=1e-2)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_lr(s, args.schedule_steps, 200))
@@ -196,17 +195,11 @@ def train_unet(args) -> dict:
         cond = torch.where(u > 1 - args.p_empty, text["empty"].expand_as(cond), cond).float()
         noise = torch.randn(x0.shape, generator=gen)
         t = torch.randint(0, noise_sched.config.num_train_timesteps, (b,), generator=gen)
-        xt = noise_sched.add_noise(x0, noise, t)
-        pred = unet(xt.to(acc.device), t.to(acc.device), cond.to(acc.device)).sample
-        # Min-SNR weighting (Hang et al. 2023): min(snr, gamma) on the x0 error, written for
-        # the target predicted. Velocity keeps a full x0 signal at high noise, where count and
-        # colour are decided; epsilon's x0 signal vanishes there (it scales with snr).
-        if args.prediction_type == "v_prediction":
-            target, w = noise_sched.get_velocity(x0, noise, t), snr[t].clamp(max=args.snr_gamma) / (snr[t] + 1)
-        else:
-            target, w = noise, snr[t].clamp(max=args.snr_gamma) / snr[t]
-        per_item = (pred.float() - target.to(acc.device)).pow(2).mean(dim=(1, 2, 3))
-        loss = (w.to(acc.device) * per_item).mean()
+        # The adapter trainer's loss: the target the scheduler names (velocity learns colour and
+        # count, decided at high noise, far faster than epsilon) with Min-SNR weighting.
+        dev = acc.device
+        loss = noise_loss(unet, noise_sched, x0.to(dev), cond.to(dev), noise.to(dev), t.to(dev),
+                          snr_gamma=args.snr_gamma)
         acc.backward(loss)
         acc.clip_grad_norm_(unet.parameters(), 1.0)
         opt.step(), sched.step(), opt.zero_grad()
