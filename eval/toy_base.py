@@ -71,7 +71,10 @@ def main(argv=None):
 
     rows = test_rows(args.split)
     rows = rows[:args.limit] if args.limit else rows
-    sd = load_toy_sd(args.model_dir) if args.model_dir else load_toy_sd()
+    try:
+        sd = load_toy_sd(args.model_dir) if args.model_dir else load_toy_sd()
+    except FileNotFoundError as e:
+        p.error(str(e))
     trace_unet(sd.unet)  # same images, faster on a CPU
     result = evaluate(sd, ToyJudge.load(), rows, args.seeds, args.steps, args.guidance)
     result["settings"] = vars(args) | {"combinations": len(rows)}

@@ -38,3 +38,12 @@ def test_toy_preset_traces_its_unet_on_cpu_with_identical_images():
     eager = pipe.generate_pair("two red cats sitting on the grass", seed=3, steps=3, output_type="np")
     for v in ("baseline", "adapter"):
         np.testing.assert_allclose(traced.images[v], eager.images[v], atol=1e-5)
+
+
+def test_toy_base_eval_names_a_missing_model_folder(tmp_path, capsys):
+    from eval import toy_base
+
+    with pytest.raises(SystemExit) as exit_info:
+        toy_base.main(["--model-dir", str(tmp_path), "--limit", "1"])
+    assert exit_info.value.code == 2
+    assert f"toy base model not found in {tmp_path} (missing vae, unet)" in capsys.readouterr().err
