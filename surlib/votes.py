@@ -216,7 +216,7 @@ class VoteStore:
         self._all_lock = threading.Lock()
         conn = self._conn()
         with self._write_lock:
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            mode = self._retry_locked(lambda: conn.execute("PRAGMA journal_mode=WAL").fetchone()[0])
             if str(mode).lower() != "wal":
                 raise RuntimeError(f"could not put {self.path} in WAL mode (got {mode!r})")
             # executescript runs its own transaction; CREATE ... IF NOT EXISTS makes racing
@@ -236,6 +236,20 @@ class VoteStore:
             self._checkpointer.start()
 
     # .......................................................................... plumbing
+    def _retry_locked(self, fn):
+        """Run `fn`, retrying "database is locked" until busy_timeout. SQLite answers that at once,
+        without its busy handler, when a connection must upgrade a lock it holds, as the WAL
+        switch does while another process creates the file or writes to it."""
+        deadline, delay = time.monotonic() + self.busy_timeout_s, 0.005
+        while True:
+            try:
+                return fn()
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() + delay > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(2 * delay, 0.2)
+
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:

@@ -405,3 +405,25 @@ def test_gpu_decorator_is_a_no_op_without_the_spaces_package():
 def test_typed_prompts_are_shown_literally():
     md = Studio.battle_markdown({"prompt": "two *red* cats [x](javascript:y) <b>", "category": None})
     assert "\\*red\\*" in md and "\\[x\\]" in md and "\\<b\\>" in md
+
+
+def test_stores_opened_at_once_on_a_new_file_all_open(tmp_path):
+    """The WAL switch answers "database is locked" at once (no busy wait) when another
+    connection is creating the file; an app restarting next to a live one must not crash."""
+    failures = []
+    for r in range(60):
+        path, barrier = tmp_path / f"v{r}.sqlite", threading.Barrier(6)
+
+        def open_store():
+            barrier.wait()
+            try:
+                VoteStore(path, checkpoint_every_s=None).close()
+            except Exception as e:  # noqa: BLE001 - any failure counts
+                failures.append(repr(e))
+
+        threads = [threading.Thread(target=open_store) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert failures == []
