@@ -91,7 +91,7 @@ def toy_available() -> bool:
 
 
 PRESETS: dict[str, Preset] = {p.name: p for p in [
-    Preset("toy", "the toy world: MiniLM text encoder + small VAE/UNet trained here (offline, CPU)",
+    Preset("toy", "the toy world: MiniLM word-piece text encoder + small VAE/UNet trained here (offline, CPU)",
            _load_toy, tags=("offline",), default_steps=TOY_STEPS, default_guidance=TOY_GUIDANCE),
     Preset("tiny", "random tiny UNet/VAE + MiniLM text encoder; CPU plumbing demo, images are noise",
            _load_tiny, tags=("offline",), default_steps=2, default_guidance=5.0),

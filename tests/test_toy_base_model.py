@@ -47,3 +47,65 @@ def test_toy_base_eval_names_a_missing_model_folder(tmp_path, capsys):
         toy_base.main(["--model-dir", str(tmp_path), "--limit", "1"])
     assert exit_info.value.code == 2
     assert f"toy base model not found in {tmp_path} (missing vae, unet)" in capsys.readouterr().err
+
+
+def test_shallow_minilm_keeps_the_first_layers_and_names_a_bad_depth():
+    import torch
+
+    from surlib.minilm import load_minilm
+
+    full, tok = load_minilm()
+    bare, _ = load_minilm(num_layers=0)
+    one, _ = load_minilm(num_layers=1)
+    assert (bare.config.num_hidden_layers, len(bare.encoder.layer), len(one.encoder.layer)) == (0, 0, 1)
+    ids = tok(["3 robots, red", "a trio of crimson droids"], padding="max_length", return_tensors="pt")
+    with torch.no_grad():
+        states = full(**ids, output_hidden_states=True).hidden_states
+        torch.testing.assert_close(bare(**ids).last_hidden_state, states[0])  # the embedding table alone
+        torch.testing.assert_close(one(**ids).last_hidden_state, states[1])
+    assert bare(**ids).last_hidden_state.shape == (2, 32, 384)
+    with pytest.raises(ValueError, match="num_layers must be between 0 and 6 .* got 7"):
+        load_minilm(num_layers=7)
+
+
+def test_text_encoder_depth_travels_with_the_unet(tmp_path):
+    from surlib.toy.base_model import save_text_encoder_layers, text_encoder_layers
+
+    assert text_encoder_layers(tmp_path) == 6  # folders from before the file existed: whole MiniLM
+    save_text_encoder_layers(tmp_path, 0)
+    assert text_encoder_layers(tmp_path) == 0
+    assert json.loads((tmp_path / "text_encoder.json").read_text())["num_hidden_layers"] == 0
+
+
+@pytest.mark.skipif(not (ASSETS / "unet" / "config.json").exists(), reason="toy weights not trained")
+def test_toy_preset_reads_prompts_with_the_depth_its_unet_was_trained_on():
+    from surlib.presets import load_preset
+    from surlib.toy.base_model import text_encoder_layers
+
+    runs = json.loads((ASSETS / "training.json").read_text())["unet"]
+    depth = text_encoder_layers(ASSETS)
+    assert depth == runs[-1].get("text_layers", 6)
+    assert len(load_preset("toy", device="cpu").sd.text_encoder.encoder.layer) == depth
+
+
+def test_unet_training_continues_with_the_text_depth_of_its_starting_model(tmp_path):
+    """`--init-from` a depth-0 UNet must keep encoding prompts with the embedding table alone
+    (a silent switch back to the whole MiniLM would retrain the UNet on other inputs)."""
+    import torch
+
+    from surlib.minilm import load_minilm
+    from surlib.toy.base_model import build_toy_unet, save_text_encoder_layers
+    from train import train_toy_base
+
+    build_toy_unet().save_pretrained(tmp_path / "start" / "unet")
+    save_text_encoder_layers(tmp_path / "start", 0)
+    train_toy_base.main(["unet", "--text-only", "--init-from", str(tmp_path / "start" / "unet"),
+                         "--spells", "1", "--captions", "1", "--out", str(tmp_path / "out"),
+                         "--work-dir", str(tmp_path / "work")])
+    pool = torch.load(tmp_path / "work" / "text_pool_s0_1x1_L0.pt", weights_only=False)
+    bare, tok = load_minilm(num_layers=0)
+    ids = tok([pool["spell_text"][0][0], pool["caption_text"][0][0]], padding="max_length", return_tensors="pt")
+    with torch.no_grad():
+        want = bare(**ids).last_hidden_state.half()
+    torch.testing.assert_close(pool["spell"][0, 0], want[0])
+    torch.testing.assert_close(pool["caption"][0, 0], want[1])

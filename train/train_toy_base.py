@@ -31,8 +31,9 @@ from tqdm.auto import tqdm
 
 from surlib.losses import noise_loss
 from surlib.toy import world
-from surlib.toy.base_model import (ASSETS, assemble, build_scheduler, build_toy_unet, build_toy_vae,
-                                   load_scheduler)
+from surlib.toy.base_model import (ASSETS, MINILM_DEPTH, assemble, build_scheduler, build_toy_unet,
+                                   build_toy_vae, load_scheduler, save_text_encoder_layers,
+                                   text_encoder_layers)
 
 
 def sample_rows(split: str, n: int, rng: np.random.Generator):
@@ -165,10 +166,11 @@ def train_unet(args) -> dict:
     unet = UNet2DConditionModel.from_pretrained(args.init_from) if args.init_from else build_toy_unet()
     # Separate schedulers: sampling (`_save_samples`) resets the pipeline's timesteps.
     noise_sched = build_scheduler(args.prediction_type)
-    sd = assemble(vae, unet, scheduler=build_scheduler(args.prediction_type))
+    sd = assemble(vae, unet, scheduler=build_scheduler(args.prediction_type), text_layers=args.text_layers)
     t0 = time.time()
     work = Path(args.work_dir)
-    text = _cached(work / f"text_pool_s{args.seed}_{args.spells}x{args.captions}.pt",
+    depth = "" if args.text_layers == MINILM_DEPTH else f"_L{args.text_layers}"
+    text = _cached(work / f"text_pool_s{args.seed}_{args.spells}x{args.captions}{depth}.pt",
                    lambda: build_text_pool(sd, args.spells, args.captions, args.seed))
     if args.text_only:
         return {}
@@ -210,16 +212,19 @@ def train_unet(args) -> dict:
         log.append({"step": step, "loss": loss.item()})
         if step % args.sample_every == 0:
             _save_unet(acc.unwrap_model(unet), ema, Path(args.out) / "unet")
+            save_text_encoder_layers(args.out, args.text_layers)
             _save_samples(acc.unwrap_model(unet), ema, sd, work / f"unet_{step:05d}.png")
             unet.train()
     final = acc.unwrap_model(unet)
     _save_unet(final, ema, Path(args.out) / "unet")
+    save_text_encoder_layers(args.out, args.text_layers)
     noise_sched.save_pretrained(Path(args.out) / "scheduler")
     _save_samples(final, ema, sd, work / "unet_final.png")
     return {"stage": "unet", "steps": step, "seed": args.seed, "batch_size": b,
             "spells": args.spells, "captions": args.captions, "renders": args.renders,
             "p_caption": args.p_caption, "p_empty": args.p_empty, "init_from": args.init_from,
             "ema_decay": args.ema_decay, "prediction_type": args.prediction_type, "lr": args.lr or 3e-4,
+            "text_layers": args.text_layers,
             "pool_minutes": pool_minutes,
             "final_loss": float(np.mean([r["loss"] for r in log[-100:]])), "minutes": (time.time() - start) / 60}
 
@@ -275,6 +280,9 @@ def main(argv=None):
     p.add_argument("--prediction-type", default=None, choices=["epsilon", "v_prediction"],
                    help="what the UNet predicts, saved with it as <out>/scheduler (default: that of "
                         "--init-from's model, else epsilon as the first runs; v_prediction learns colour far faster)")
+    p.add_argument("--text-layers", type=int, default=None, choices=range(MINILM_DEPTH + 1), metavar="0-6",
+                   help="MiniLM layers the UNet reads (0 = word-piece embeddings only), saved with it as "
+                        "<out>/text_encoder.json (default: that of --init-from's model, else all 6)")
     p.add_argument("--sample-every", type=int, default=500)
     p.add_argument("--cpu", action="store_true", help="force CPU even when a GPU is present")
     p.add_argument("--out", default=str(ASSETS))
@@ -291,6 +299,8 @@ def main(argv=None):
         # Continuing a model must not silently change what it predicts.
         args.prediction_type = (load_scheduler(Path(args.init_from).parent).config.prediction_type
                                 if args.init_from else "epsilon")
+    if args.stage == "unet" and args.text_layers is None:
+        args.text_layers = text_encoder_layers(Path(args.init_from).parent) if args.init_from else MINILM_DEPTH
     info = (train_vae if args.stage == "vae" else train_unet)(args)
     if not info:
         return

