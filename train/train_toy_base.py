@@ -211,13 +211,11 @@ def train_unet(args) -> dict:
         bar.set_postfix(loss=f"{loss.item():.4f}")
         log.append({"step": step, "loss": loss.item()})
         if step % args.sample_every == 0:
-            _save_unet(acc.unwrap_model(unet), ema, Path(args.out) / "unet")
-            save_text_encoder_layers(args.out, args.text_layers)
+            _save_unet(acc.unwrap_model(unet), ema, Path(args.out), args.text_layers)
             _save_samples(acc.unwrap_model(unet), ema, sd, work / f"unet_{step:05d}.png")
             unet.train()
     final = acc.unwrap_model(unet)
-    _save_unet(final, ema, Path(args.out) / "unet")
-    save_text_encoder_layers(args.out, args.text_layers)
+    _save_unet(final, ema, Path(args.out), args.text_layers)
     noise_sched.save_pretrained(Path(args.out) / "scheduler")
     _save_samples(final, ema, sd, work / "unet_final.png")
     return {"stage": "unet", "steps": step, "seed": args.seed, "batch_size": b,
@@ -229,11 +227,13 @@ def train_unet(args) -> dict:
             "final_loss": float(np.mean([r["loss"] for r in log[-100:]])), "minutes": (time.time() - start) / 60}
 
 
-def _save_unet(unet, ema, out: Path) -> None:
-    """Save the EMA weights (what we ship), leaving the training weights untouched."""
+def _save_unet(unet, ema, out: Path, text_layers: int) -> None:
+    """Save the EMA weights (what we ship) to out/unet, with the text-encoder depth they read,
+    leaving the training weights untouched."""
     ema.store(unet.parameters())
     ema.copy_to(unet.parameters())
-    unet.save_pretrained(out)
+    unet.save_pretrained(out / "unet")
+    save_text_encoder_layers(out, text_layers)
     ema.restore(unet.parameters())
 
 
