@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 TOY_MAX_TOKENS = 32  # toy prompts are short; 32 tokens keeps the UNet's cross-attention cheap
+MINILM_DEPTH = 6  # transformer layers in all-MiniLM-L6-v2
 
 
 def minilm_path() -> Path:

@@ -30,8 +30,9 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from surlib.losses import noise_loss
+from surlib.minilm import MINILM_DEPTH
 from surlib.toy import world
-from surlib.toy.base_model import (ASSETS, MINILM_DEPTH, assemble, build_scheduler, build_toy_unet,
+from surlib.toy.base_model import (ASSETS, assemble, build_scheduler, build_toy_unet,
                                    build_toy_vae, load_scheduler, save_text_encoder_layers,
                                    text_encoder_layers)
 
@@ -280,7 +281,8 @@ def main(argv=None):
     p.add_argument("--prediction-type", default=None, choices=["epsilon", "v_prediction"],
                    help="what the UNet predicts, saved with it as <out>/scheduler (default: that of "
                         "--init-from's model, else epsilon as the first runs; v_prediction learns colour far faster)")
-    p.add_argument("--text-layers", type=int, default=None, choices=range(MINILM_DEPTH + 1), metavar="0-6",
+    p.add_argument("--text-layers", type=int, default=None, choices=range(MINILM_DEPTH + 1),
+                   metavar=f"0-{MINILM_DEPTH}",
                    help="MiniLM layers the UNet reads (0 = word-piece embeddings only), saved with it as "
                         "<out>/text_encoder.json (default: that of --init-from's model, else all 6)")
     p.add_argument("--sample-every", type=int, default=500)

@@ -15,10 +15,11 @@ from pathlib import Path
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 
+from ..minilm import MINILM_DEPTH
+
 ASSETS = Path(__file__).resolve().parents[2] / "assets" / "toy"
 TEXT_DIM = 384  # MiniLM hidden size
 TEXT_ENCODER_FILE = "text_encoder.json"
-MINILM_DEPTH = 6
 
 
 def text_encoder_layers(folder: str | Path = ASSETS) -> int:
