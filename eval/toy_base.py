@@ -42,6 +42,7 @@ def evaluate(sd, judge: ToyJudge, rows, seeds: int = 4, steps: int = 20, guidanc
     sd.set_progress_bar_config(disable=True)
     jobs = [(lang, r, s) for lang in languages for r in rows for s in range(seeds)]
     correct = {lang: {a: [] for a in ATTRIBUTES} for lang in languages}
+    by_count = {lang: {} for lang in languages}
     for i in tqdm(range(0, len(jobs), batch), desc="toy base"):
         chunk = jobs[i:i + batch]
         gens = [torch.Generator().manual_seed(1000 + s) for _, _, s in chunk]
@@ -51,8 +52,25 @@ def evaluate(sd, judge: ToyJudge, rows, seeds: int = 4, steps: int = 20, guidanc
         for (lang, r, _), v in zip(chunk, verdicts):
             for a in ATTRIBUTES:
                 correct[lang][a].append(v[a] == getattr(r["scene"], a))
+            by_count[lang].setdefault(r["scene"].count, []).append(v["count"] == r["scene"].count)
     return {lang: {a: float(np.mean(v)) for a, v in per.items()} | {"n": len(per["count"])}
+            | {"count_by_n": {str(n): float(np.mean(v)) for n, v in sorted(by_count[lang].items())}}
             for lang, per in correct.items()}
+
+
+SAMPLERS = ("shipped", "ddim-trailing", "dpm++-trailing")
+
+
+def use_sampler(sd, name: str) -> None:
+    """Swap the pipeline's scheduler for a sampler comparison. The shipped one (DDIM, leading
+    spacing, as trained) is what the bar reports; the others keep its noise schedule and target."""
+    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
+
+    if name not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {SAMPLERS}, got {name!r}")
+    if name != "shipped":
+        cls = DDIMScheduler if name == "ddim-trailing" else DPMSolverMultistepScheduler
+        sd.scheduler = cls.from_config(sd.scheduler.config, timestep_spacing="trailing")
 
 
 def main(argv=None):
@@ -60,7 +78,10 @@ def main(argv=None):
     p.add_argument("--seeds", type=int, default=4)
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--guidance", type=float, default=5.0)
-    p.add_argument("--split", default="test")
+    p.add_argument("--split", default="test", choices=world.SPLITS,
+                   help="held-out combinations (test), the split to tune settings on (validation)")
+    p.add_argument("--sampler", default="shipped", choices=SAMPLERS,
+                   help="the shipped scheduler, or another with trailing timesteps (a comparison)")
     p.add_argument("--limit", type=int, default=0, help="first N combinations only")
     p.add_argument("--out", default=None, help="write the result JSON here")
     p.add_argument("--model-dir", default=None,
@@ -75,6 +96,7 @@ def main(argv=None):
         sd = load_toy_sd(args.model_dir) if args.model_dir else load_toy_sd()
     except FileNotFoundError as e:
         p.error(str(e))
+    use_sampler(sd, args.sampler)
     trace_unet(sd.unet)  # same images, faster on a CPU
     result = evaluate(sd, ToyJudge.load(), rows, args.seeds, args.steps, args.guidance)
     result["settings"] = vars(args) | {"combinations": len(rows)}

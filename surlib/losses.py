@@ -66,8 +66,9 @@ def noise_loss(unet, scheduler, latents: torch.Tensor, encoder_hidden_states: to
     """Noise-prediction MSE of the (frozen) UNet conditioned on the adapted embedding.
 
     `scheduler` is the training noise scheduler (DDPM); its ``prediction_type`` picks the target:
-    the noise (epsilon) or the velocity (v_prediction). Gradient flows into
-    `encoder_hidden_states` unless `official_detached` (the official code's defect).
+    the noise (epsilon) or the velocity (v_prediction). `snr_gamma` > 0 applies Min-SNR weights,
+    0 or None weights every timestep alike. Gradient flows into `encoder_hidden_states` unless
+    `official_detached` (the official code's defect).
     """
     kind = scheduler.config.prediction_type
     if kind == "epsilon":
@@ -79,7 +80,9 @@ def noise_loss(unet, scheduler, latents: torch.Tensor, encoder_hidden_states: to
     cond = encoder_hidden_states.detach() if official_detached else encoder_hidden_states
     noisy = scheduler.add_noise(latents, noise, timesteps)
     pred = unet(noisy.to(unet.dtype), timesteps, cond.to(unet.dtype)).sample
-    if snr_gamma is None:
+    if snr_gamma is not None and snr_gamma < 0:
+        raise ValueError(f"snr_gamma must be > 0 for Min-SNR, or 0 / None for plain MSE; got {snr_gamma}")
+    if not snr_gamma:
         return F.mse_loss(pred.float(), target.float())
     per_sample = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=tuple(range(1, pred.ndim)))
     return (per_sample * min_snr_weights(scheduler, timesteps, snr_gamma)).mean()

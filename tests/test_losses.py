@@ -64,6 +64,22 @@ def test_min_snr_weighting(kind):
         assert huge_gamma.item() == pytest.approx(plain.item(), rel=1e-5)
 
 
+def test_v_min_snr_starves_the_highest_noise_step_and_gamma_zero_turns_it_off():
+    """Why `--snr-gamma 0` exists: with a velocity target, Min-SNR weights the steps near pure
+    noise (where layout and count are decided) close to zero; 0 means plain MSE, every step alike."""
+    sched = _scheduler("v_prediction")
+    t = torch.tensor([999, 999])
+    assert min_snr_weights(sched, t, gamma=5.0).max().item() < 0.01
+    latents, noise = torch.randn(2, 4, 8, 8), torch.randn(2, 4, 8, 8)
+    unet = EchoUNet(torch.zeros(2, 4, 8, 8))
+    cond = torch.zeros(2, 2, 3)
+    plain = noise_loss(unet, sched, latents, cond, noise, t)
+    assert noise_loss(unet, sched, latents, cond, noise, t, snr_gamma=0).item() == plain.item()
+    assert noise_loss(unet, sched, latents, cond, noise, t, snr_gamma=5.0).item() < 0.01 * plain.item()
+    with pytest.raises(ValueError, match="snr_gamma must be > 0 for Min-SNR, or 0 / None for plain MSE; got -1"):
+        noise_loss(unet, sched, latents, cond, noise, t, snr_gamma=-1)
+
+
 def test_llm_distill_loss_pools_real_tokens_and_reaches_both_sides():
     torch.manual_seed(0)
     teacher = torch.randn(2, 8)

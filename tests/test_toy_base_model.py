@@ -109,3 +109,59 @@ def test_unet_training_continues_with_the_text_depth_of_its_starting_model(tmp_p
         want = bare(**ids).last_hidden_state.half()
     torch.testing.assert_close(pool["spell"][0, 0], want[0])
     torch.testing.assert_close(pool["caption"][0, 0], want[1])
+
+
+def test_toy_base_eval_reports_count_accuracy_per_true_count():
+    """The per-count breakdown is what locates the count errors (3 and 4 objects)."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from eval.toy_base import evaluate, test_rows
+
+    rows = [r for r in test_rows("test") if r["scene"].count == 1][:1] + \
+        [r for r in test_rows("test") if r["scene"].count == 3][:3]
+
+    class FakeSD:
+        def set_progress_bar_config(self, **_):
+            pass
+
+        def __call__(self, prompts, **_):
+            return SimpleNamespace(images=np.zeros((len(prompts), 4, 4, 3)))
+
+    class CountsOneJudge:  # reads every image as one object of the right everything else
+        def __init__(self):
+            self.calls = 0
+
+        def judge(self, images):
+            out = []
+            for _ in images:
+                r = rows[(self.calls // 2) % len(rows)]  # 2 seeds per row, rows in order
+                out.append({"count": 1, "color": r["scene"].color, "action": r["scene"].action,
+                            "kind": r["scene"].kind})
+                self.calls += 1
+            return out
+
+    result = evaluate(FakeSD(), CountsOneJudge(), rows, seeds=2, languages=("complex",), batch=3)
+    assert result["complex"]["count_by_n"] == {"1": 1.0, "3": 0.0}
+    assert result["complex"]["count"] == pytest.approx(0.25)
+    assert result["complex"]["color"] == 1.0 and result["complex"]["n"] == 8
+
+
+def test_toy_base_eval_swaps_only_the_sampler():
+    from types import SimpleNamespace
+
+    from diffusers import DPMSolverMultistepScheduler
+
+    from eval.toy_base import use_sampler
+
+    sd = SimpleNamespace(scheduler=build_scheduler("v_prediction"))
+    use_sampler(sd, "shipped")
+    assert type(sd.scheduler).__name__ == "DDIMScheduler" and sd.scheduler.config.timestep_spacing == "leading"
+    use_sampler(sd, "dpm++-trailing")
+    assert isinstance(sd.scheduler, DPMSolverMultistepScheduler)
+    assert sd.scheduler.config.timestep_spacing == "trailing"
+    assert sd.scheduler.config.prediction_type == "v_prediction"
+    assert sd.scheduler.config.beta_schedule == "squaredcos_cap_v2"
+    with pytest.raises(ValueError, match=r"sampler must be one of \('shipped', 'ddim-trailing', 'dpm\+\+-trailing'\), got 'euler'"):
+        use_sampler(sd, "euler")

@@ -222,8 +222,8 @@ def train_unet(args) -> dict:
     return {"stage": "unet", "steps": step, "seed": args.seed, "batch_size": b,
             "spells": args.spells, "captions": args.captions, "renders": args.renders,
             "p_caption": args.p_caption, "p_empty": args.p_empty, "init_from": args.init_from,
-            "ema_decay": args.ema_decay, "prediction_type": args.prediction_type, "lr": args.lr or 3e-4,
-            "text_layers": args.text_layers,
+            "ema_decay": args.ema_decay, "snr_gamma": args.snr_gamma, "prediction_type": args.prediction_type,
+            "lr": args.lr or 3e-4, "text_layers": args.text_layers,
             "pool_minutes": pool_minutes,
             "final_loss": float(np.mean([r["loss"] for r in log[-100:]])), "minutes": (time.time() - start) / 60}
 
@@ -277,7 +277,9 @@ def main(argv=None):
     p.add_argument("--p-caption", type=float, default=0.05, help="share of narrative captions")
     p.add_argument("--p-empty", type=float, default=0.10, help="share of empty prompts (for CFG)")
     p.add_argument("--ema-decay", type=float, default=0.999)
-    p.add_argument("--snr-gamma", type=float, default=5.0)
+    p.add_argument("--snr-gamma", type=float, default=5.0,
+                   help="Min-SNR gamma; 0 = plain MSE on the target, every timestep alike (with v-prediction, "
+                        "Min-SNR down-weights the high-noise steps where layout and count are decided)")
     p.add_argument("--prediction-type", default=None, choices=["epsilon", "v_prediction"],
                    help="what the UNet predicts, saved with it as <out>/scheduler (default: that of "
                         "--init-from's model, else epsilon as the first runs; v_prediction learns colour far faster)")
