@@ -199,7 +199,8 @@ def train_unet(args) -> dict:
         noise = torch.randn(x0.shape, generator=gen)
         t = torch.randint(0, noise_sched.config.num_train_timesteps, (b,), generator=gen)
         # The adapter trainer's loss: the target the scheduler names (velocity learns colour and
-        # count, decided at high noise, far faster than epsilon) with Min-SNR weighting.
+        # count, decided at high noise, far faster than epsilon), Min-SNR weighted unless
+        # --snr-gamma 0 (which also trains those high-noise steps at full weight).
         dev = acc.device
         loss = noise_loss(unet, noise_sched, x0.to(dev), cond.to(dev), noise.to(dev), t.to(dev),
                           snr_gamma=args.snr_gamma)
