@@ -70,6 +70,8 @@ def noise_loss(unet, scheduler, latents: torch.Tensor, encoder_hidden_states: to
     0 or None weights every timestep alike. Gradient flows into `encoder_hidden_states` unless
     `official_detached` (the official code's defect).
     """
+    if snr_gamma is not None and snr_gamma < 0:
+        raise ValueError(f"snr_gamma must be > 0 for Min-SNR, or 0 / None for plain MSE; got {snr_gamma}")
     kind = scheduler.config.prediction_type
     if kind == "epsilon":
         target = noise
@@ -80,8 +82,6 @@ def noise_loss(unet, scheduler, latents: torch.Tensor, encoder_hidden_states: to
     cond = encoder_hidden_states.detach() if official_detached else encoder_hidden_states
     noisy = scheduler.add_noise(latents, noise, timesteps)
     pred = unet(noisy.to(unet.dtype), timesteps, cond.to(unet.dtype)).sample
-    if snr_gamma is not None and snr_gamma < 0:
-        raise ValueError(f"snr_gamma must be > 0 for Min-SNR, or 0 / None for plain MSE; got {snr_gamma}")
     if not snr_gamma:
         return F.mse_loss(pred.float(), target.float())
     per_sample = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=tuple(range(1, pred.ndim)))

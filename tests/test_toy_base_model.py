@@ -165,3 +165,14 @@ def test_toy_base_eval_swaps_only_the_sampler():
     assert sd.scheduler.config.beta_schedule == "squaredcos_cap_v2"
     with pytest.raises(ValueError, match=r"sampler must be one of \('shipped', 'ddim-trailing', 'dpm\+\+-trailing'\), got 'euler'"):
         use_sampler(sd, "euler")
+
+
+def test_toy_base_training_refuses_a_negative_snr_gamma_before_any_work(tmp_path, capsys):
+    from train import train_toy_base
+
+    with pytest.raises(SystemExit) as exit_info:
+        train_toy_base.main(["unet", "--snr-gamma", "-1", "--out", str(tmp_path / "out"),
+                             "--work-dir", str(tmp_path / "work")])
+    assert exit_info.value.code == 2
+    assert "--snr-gamma must be > 0 for Min-SNR, or 0 for plain MSE; got -1.0" in capsys.readouterr().err
+    assert not (tmp_path / "work").exists()

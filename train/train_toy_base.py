@@ -294,6 +294,8 @@ def main(argv=None):
     p.add_argument("--work-dir", default="runs/toy_base")
     main.parser = p
     args = p.parse_args(argv)
+    if args.snr_gamma < 0:  # before minutes of pool building, not at the first step
+        p.error(f"--snr-gamma must be > 0 for Min-SNR, or 0 for plain MSE; got {args.snr_gamma}")
     if args.threads:
         torch.set_num_threads(args.threads)
     defaults = {"vae": (2000, 32), "unet": (6000, 64)}[args.stage]
