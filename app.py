@@ -1,7 +1,7 @@
 """SUR-adapter studio: compare baseline and SUR-adapter, vote blind, see the results and the eval.
 
-UI wiring only: every decision lives in `surlib.battles.Studio` (generation, blind pairs, votes),
-`surlib.votes` (the SQLite store), `surlib.preference` (statistics) and `surlib.app_config`
+UI wiring only: every decision lives in `surlib.studio.studio.Studio` (generation, blind pairs, votes),
+`surlib.studio.votes` (the SQLite store), `surlib.studio.preference` (statistics) and `surlib.studio.settings`
 (settings from environment variables, see docs/app.md).
 
     python app.py                      # serves on GRADIO_SERVER_NAME:GRADIO_SERVER_PORT (0.0.0.0:7860)
@@ -19,9 +19,9 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 
-from surlib.app_config import AppConfig, gpu_decorator  # noqa: E402
-from surlib.battles import NO_REPORT, Studio, finite_or_none, latest_report  # noqa: E402
-from surlib.preference import CATEGORY_COLUMNS, category_rows, summary_figure, summary_markdown  # noqa: E402
+from surlib.studio.settings import AppConfig, gpu_decorator  # noqa: E402
+from surlib.studio.studio import NO_REPORT, Studio, finite_or_none, latest_report  # noqa: E402
+from surlib.studio.preference import CATEGORY_COLUMNS, category_rows, summary_figure, summary_markdown  # noqa: E402
 
 log = logging.getLogger("surlib.app")
 
@@ -45,7 +45,7 @@ def user_errors(fn):
             return fn(*args, **kwargs)
         except gr.Error:
             raise
-        except ValueError as e:  # includes surlib.votes.VoteError
+        except ValueError as e:  # includes surlib.studio.votes.VoteError
             raise gr.Error(str(e), print_exception=False) from None
         except Exception:
             log.exception("handler %s failed", fn.__name__)

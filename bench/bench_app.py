@@ -50,7 +50,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 
 def _votes_module():
-    """surlib/votes.py without importing the surlib package (and so without torch)."""
+    """surlib/studio/votes.py without importing the surlib package (and so without torch)."""
     if "sur_votes" in sys.modules:
         return sys.modules["sur_votes"]
     spec = importlib.util.spec_from_file_location("sur_votes", VOTES_PY)
@@ -176,7 +176,7 @@ def bench_compare(preset: str | None, runs: int, threads: int, api_votes: int) -
     import app
     from gradio_client import Client
 
-    from surlib.app_config import AppConfig
+    from surlib.studio.settings import AppConfig
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -208,7 +208,7 @@ def bench_compare(preset: str | None, runs: int, threads: int, api_votes: int) -
             gen.append(float(timing.split("**")[1].split()[0]))
         vote_rt = []
         session = studio.session(client.session_hash)
-        from surlib.votes import Battle, new_battle_id
+        from surlib.studio.votes import Battle, new_battle_id
 
         for i in range(api_votes):
             b = Battle(battle_id=new_battle_id(), created_at=time.time(), session=session, prompt="p", seed=i,

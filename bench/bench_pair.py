@@ -96,7 +96,7 @@ def toy_pipeline(device, dtype) -> SURPipeline:
 
 def toy_eager_pipeline(device, dtype) -> SURPipeline:
     """The toy pipeline with the plain eager UNet forward (the baseline of its CPU trace)."""
-    from surlib.traced_unet import untrace_unet
+    from surlib.toy.traced_unet import untrace_unet
 
     pipe = toy_pipeline(device, dtype)
     untrace_unet(pipe.sd.unet)

@@ -88,7 +88,7 @@ def main(argv=None):
                    help="folder with vae/, unet/, scheduler/ (default: the shipped assets/toy)")
     args = p.parse_args(argv)
     from surlib.toy.base_model import load_toy_sd
-    from surlib.traced_unet import trace_unet
+    from surlib.toy.traced_unet import trace_unet
 
     rows = test_rows(args.split)
     rows = rows[:args.limit] if args.limit else rows

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .llm_features import pool_tokens
+from .teacher import pool_tokens
 
 PREDICTION_TYPES = ("epsilon", "v_prediction")
 

@@ -59,7 +59,7 @@ def _load_tiny(adapter: str | None = None, device=None, dtype=None, safety_check
 def _load_toy(adapter: str | None = None, device=None, dtype=None, safety_checker: bool = False):
     """The toy world's base model and adapter from assets/toy (no network)."""
     from .toy.base_model import ASSETS, load_toy_sd
-    from .traced_unet import trace_unet
+    from .toy.traced_unet import trace_unet
 
     sd = load_toy_sd()
     device = torch.device(device) if device else default_device()

@@ -165,7 +165,7 @@ def launch_test_app(tmp, suite_rows, **settings):
 
     torch.set_num_threads(1)
     import app
-    from surlib.app_config import AppConfig
+    from surlib.studio.settings import AppConfig
 
     suites = tmp / "suites"
     suites.mkdir()

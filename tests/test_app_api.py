@@ -97,7 +97,7 @@ def test_app_stays_up_after_errors(client):
 
 def test_blind_vote_flow(app_server, client):
     from gradio_client import Client
-    from surlib.votes import hash_session
+    from surlib.studio.votes import hash_session
 
     store = app_server.studio.store
     before = store.vote_count()
@@ -145,7 +145,7 @@ def test_blind_vote_flow(app_server, client):
 
 def test_vote_rate_limit_per_session(app_server):
     from gradio_client import Client
-    from surlib.votes import Battle, new_battle_id
+    from surlib.studio.votes import Battle, new_battle_id
 
     studio = app_server.studio
     voter = Client(app_server.url, verbose=False)

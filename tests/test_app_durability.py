@@ -5,7 +5,7 @@
 * `python app.py` SIGKILLed while 4 gradio_client sessions vote, restarted on the same data dir
   → every acknowledged vote is there, the file is intact, and the restarted app works.
 
-The writer processes load surlib/votes.py by file path (standard library only), so they start
+The writer processes load surlib/studio/votes.py by file path (standard library only), so they start
 in a fraction of a second without importing torch.
 """
 
@@ -148,7 +148,7 @@ def test_server_sigkill_during_voting_keeps_acknowledged_votes(tmp_path):
     from gradio_client import Client
 
     sys.path.insert(0, str(ROOT))
-    from surlib.votes import Battle, VoteStore, hash_session, new_battle_id
+    from surlib.studio.votes import Battle, VoteStore, hash_session, new_battle_id
 
     data = tmp_path / "data"
     log_path = tmp_path / "server.log"

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from surlib.llm_features import (
+from surlib.teacher import (
     TEACHERS,
     LLMFeatureExtractor,
     build_feature_cache,

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from surlib.preference import (
+from surlib.studio.preference import (
     adapter_outcome,
     bootstrap_bradley_terry,
     bradley_terry,

@@ -27,7 +27,7 @@ def test_toy_preset_traces_its_unet_on_cpu_with_identical_images():
     import numpy as np
 
     from surlib.presets import load_preset
-    from surlib.traced_unet import untrace_unet
+    from surlib.toy.traced_unet import untrace_unet
 
     pipe = load_preset("toy", device="cpu")
     pipe.set_progress_bar_config(disable=True)

@@ -4,7 +4,7 @@ import pytest
 import torch
 from diffusers import UNet2DConditionModel
 
-from surlib.traced_unet import trace_unet, untrace_unet
+from surlib.toy.traced_unet import trace_unet, untrace_unet
 
 
 @pytest.fixture()

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from surlib.app_config import AppConfig, ConfigError, default_data_dir
-from surlib.battles import BUILTIN_PROMPTS, NO_REPORT, Studio, example_prompts, latest_report, load_suites, vote_pool
+from surlib.studio.settings import AppConfig, ConfigError, default_data_dir
+from surlib.studio.studio import BUILTIN_PROMPTS, NO_REPORT, Studio, example_prompts, latest_report, load_suites, vote_pool
 from surlib.pipeline import Generation
-from surlib.spaces_sync import VoteExporter, start_sync
-from surlib.votes import (
+from surlib.studio.sync import VoteExporter, start_sync
+from surlib.studio.votes import (
     AlreadyVoted,
     BadChoice,
     Battle,
@@ -386,7 +386,7 @@ def test_salt_is_created_once_and_private(tmp_path):
 
 
 def test_gpu_decorator_is_a_no_op_without_the_spaces_package():
-    from surlib.app_config import gpu_decorator
+    from surlib.studio.settings import gpu_decorator
 
     try:
         import spaces

@@ -1,6 +1,6 @@
 """Statistics of the blind votes: adapter win rate, Wilson interval, sign test, Bradley-Terry.
 
-Input everywhere is a list of vote dicts as `surlib.votes.VoteStore.votes()` returns them
+Input everywhere is a list of vote dicts as `surlib.studio.votes.VoteStore.votes()` returns them
 (fields used: choice, adapter_side, left_system, right_system, category).
 
 * Adapter win rate = adapter wins / decisive votes (left/right votes on adapter-vs-baseline

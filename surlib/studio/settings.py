@@ -56,7 +56,7 @@ class ConfigError(ValueError):
 
 def default_preset_name() -> str:
     """The library's offline default: "toy" once its weights are in assets/, else "tiny"."""
-    from .presets import default_preset  # imports torch; only called when no SUR_PRESET is set
+    from ..presets import default_preset  # imports torch; only called when no SUR_PRESET is set
 
     return default_preset()
 

@@ -194,8 +194,8 @@ class Studio:
     @classmethod
     def from_config(cls, config, pipe=None, gpu: Callable[[Callable], Callable] | None = None) -> "Studio":
         """Load the preset's model once and open the store (and the sync when configured)."""
-        from .presets import PRESETS, load_preset
-        from .spaces_sync import start_sync
+        from ..presets import PRESETS, load_preset
+        from .sync import start_sync
 
         if config.preset not in PRESETS:
             raise ValueError(f"SUR_PRESET={config.preset!r} is not a preset; available: {', '.join(sorted(PRESETS))}")
@@ -232,7 +232,7 @@ class Studio:
 
     def check_request(self, prompt, seed, steps, guidance, negative_prompt=None):
         """validate_request plus the app's own limits; ValueError names the problem."""
-        from .pipeline import validate_request
+        from ..pipeline import validate_request
 
         if negative_prompt is not None and not isinstance(negative_prompt, str):
             raise ValueError("negative prompt must be text")

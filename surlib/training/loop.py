@@ -5,7 +5,7 @@
     history = train("train/configs/tiny.yaml", dataset=my_dataset, max_steps=50)  # rows made on the fly
 
 Only the adapter (with its LLM projection) trains; UNet, VAE and text encoder are frozen and in
-eval mode. Teacher vectors come from a row-indexed feature cache (`surlib.llm_features`).
+eval mode. Teacher vectors come from a row-indexed feature cache (`surlib.teacher`).
 
 Output folder::
 
@@ -46,10 +46,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from .adapter import SURAdapter
-from .data import EpochSampler, check_item, collate, dataset_texts, make_dataset
-from .llm_features import dataset_fingerprint, ensure_feature_cache, teacher_settings
-from .losses import LossWeights, llm_distill_loss, noise_loss, quality_loss, sample_noise_and_timesteps
+from ..adapter import SURAdapter
+from ..data import EpochSampler, check_item, collate, dataset_texts, make_dataset
+from ..teacher import dataset_fingerprint, ensure_feature_cache, teacher_settings
+from ..losses import LossWeights, llm_distill_loss, noise_loss, quality_loss, sample_noise_and_timesteps
 
 logger = logging.getLogger(__name__)
 
@@ -248,7 +248,7 @@ def load_base(base: str):
     """A StableDiffusionPipeline (fp32, CPU) from a surlib preset name, a folder or a hub id."""
     from diffusers import StableDiffusionPipeline
 
-    from .presets import PRESETS
+    from ..presets import PRESETS
 
     preset = PRESETS.get(base)
     if preset is not None and preset.base is None:
@@ -472,7 +472,7 @@ def validation_grid(sd, adapter: SURAdapter, prompts, seeds, steps: int, guidanc
     """A PNG of (baseline | adapter) rows for each prompt and seed, via SURPipeline.generate_pair."""
     from PIL import Image, ImageDraw
 
-    from .pipeline import SURPipeline
+    from ..pipeline import SURPipeline
 
     pipe = SURPipeline(sd, copy.deepcopy(adapter), name="validation")
     pipe.set_progress_bar_config(disable=True)

@@ -55,7 +55,7 @@ _CHOICE_ALIASES = {
     "tie": "tie", "tievote": "tie", "both_bad": "both_bad", "bothbad": "both_bad",
     "bothbad_vote": "both_bad",
 }
-log = logging.getLogger("surlib.votes")
+log = logging.getLogger("surlib.studio.votes")
 _BATTLE_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 
 SCHEMA = """

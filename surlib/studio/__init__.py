@@ -1,0 +1,1 @@
+"""The server behind the app: battles, votes, settings, Spaces sync."""
