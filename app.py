@@ -1,8 +1,8 @@
 """SUR-adapter studio: compare baseline and SUR-adapter, vote blind, see the results and the eval.
 
-UI wiring only: every decision lives in `surlib.studio.studio.Studio` (generation, blind pairs, votes),
-`surlib.studio.votes` (the SQLite store), `surlib.studio.preference` (statistics) and `surlib.studio.settings`
-(settings from environment variables, see docs/app.md).
+UI wiring only: every decision lives in `surlib.studio` — `studio.Studio` (generation, blind
+pairs, votes), `votes` (the SQLite store), `results` and `report` (what the Results and Eval tabs
+show; the statistics are `eval.stats`) and `settings` (environment variables, see docs/app.md).
 
     python app.py                      # serves on GRADIO_SERVER_NAME:GRADIO_SERVER_PORT (0.0.0.0:7860)
     SUR_PRESET=sd15 python app.py      # a real model (GPU Space)
@@ -19,9 +19,10 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 
+from surlib.studio.report import NO_REPORT, report_page  # noqa: E402
+from surlib.studio.results import CATEGORY_COLUMNS, results_page  # noqa: E402
 from surlib.studio.settings import AppConfig, gpu_decorator  # noqa: E402
-from surlib.studio.studio import NO_REPORT, Studio, finite_or_none, latest_report  # noqa: E402
-from surlib.studio.preference import CATEGORY_COLUMNS, category_rows, summary_figure, summary_markdown  # noqa: E402
+from surlib.studio.studio import Studio  # noqa: E402
 
 log = logging.getLogger("surlib.app")
 
@@ -51,6 +52,13 @@ def user_errors(fn):
             log.exception("handler %s failed", fn.__name__)
             raise gr.Error("Something went wrong on the server; please try again.") from None
     return wrapper
+
+
+def image_pair(*labels_and_ids: tuple[str, str]) -> list[gr.Image]:
+    """Output images side by side in one row, shown pixelated (the tiny presets make 64 px)."""
+    with gr.Row(elem_classes="sur-images"):
+        return [gr.Image(label=label, type="pil", format="png", interactive=False, elem_id=elem_id)
+                for label, elem_id in labels_and_ids]
 
 
 def build_demo(studio: Studio) -> gr.Blocks:
@@ -87,7 +95,7 @@ def build_demo(studio: Studio) -> gr.Blocks:
             if not battle_id:
                 raise gr.Error("No pair to vote on yet: press New pair first.", print_exception=False)
             reveal = studio.vote(battle_id, choice, request.session_hash if request else None)
-            left, right = studio.side_label(reveal["left_system"]), studio.side_label(reveal["right_system"])
+            left, right = studio.side_labels(reveal)
             return ([studio.reveal_markdown(reveal)] + [gr.update(interactive=False)] * 4
                     + [gr.update(label=f"Left: {left}"), gr.update(label=f"Right: {right}")])
         cast.__name__ = f"vote_{choice}"
@@ -97,29 +105,15 @@ def build_demo(studio: Studio) -> gr.Blocks:
     def vote(battle_id: str, choice: str, request: gr.Request) -> dict:
         """Vote on a pair from /new_battle. choice: left, right, tie or both_bad. Returns the
         revealed sides (after the vote is stored)."""
-        return finite_or_none(studio.vote(battle_id, choice, request.session_hash if request else None))
+        return studio.vote(battle_id, choice, request.session_hash if request else None)
 
     @user_errors
     def results(preset):
-        s = studio.results(preset)
-        return (summary_markdown(s), summary_figure(s), category_rows(s), s["csv"],
-                finite_or_none({k: v for k, v in s.items() if k != "csv"}))
+        return results_page(studio.results(preset))
 
     @user_errors
     def eval_report():
-        report = latest_report(cfg.runs_dir)
-        if report is None:
-            return NO_REPORT, []
-        from PIL import Image
-
-        figures = []
-        for path in report.figures:
-            try:
-                with Image.open(path) as im:
-                    figures.append((im.convert("RGB"), path.name))
-            except OSError as e:
-                log.warning("cannot open figure %s: %s", path, e)
-        return f"*Report: `{report.path}`*\n\n{report.markdown}", figures
+        return report_page(cfg.runs_dir)
 
     # ------------------------------------------------------------------ layout
     with gr.Blocks(title="SUR-adapter studio") as demo:
@@ -144,11 +138,7 @@ def build_demo(studio: Studio) -> gr.Blocks:
                                                  step=0.5, elem_id="compare-guidance")
                         gen_btn = gr.Button("Generate", variant="primary", elem_id="generate-btn")
                 timing = gr.Markdown(elem_id="timing")
-                with gr.Row(elem_classes="sur-images"):
-                    img_base = gr.Image(label="Baseline", type="pil", format="png", interactive=False,
-                                        elem_id="img-baseline")
-                    img_ada = gr.Image(label="SUR-adapter", type="pil", format="png", interactive=False,
-                                       elem_id="img-adapter")
+                img_base, img_ada = image_pair(("Baseline", "img-baseline"), ("SUR-adapter", "img-adapter"))
                 slider = gr.ImageSlider(label="Slider: baseline ↔ SUR-adapter", type="pil", format="png",
                                         interactive=False, elem_id="img-slider", elem_classes="sur-images")
                 examples = studio.examples()
@@ -164,11 +154,7 @@ def build_demo(studio: Studio) -> gr.Blocks:
                                                   "test suites)", max_lines=2, scale=4, elem_id="vote-prompt")
                     next_btn = gr.Button("New pair", variant="primary", scale=1, elem_id="new-pair-btn")
                 battle_md = gr.Markdown(elem_id="battle-prompt")
-                with gr.Row(elem_classes="sur-images"):
-                    left_img = gr.Image(label="Left", type="pil", format="png", interactive=False,
-                                        elem_id="img-left")
-                    right_img = gr.Image(label="Right", type="pil", format="png", interactive=False,
-                                         elem_id="img-right")
+                left_img, right_img = image_pair(("Left", "img-left"), ("Right", "img-right"))
                 with gr.Row():
                     b_left = gr.Button("👈 Left is better", interactive=False, elem_id="vote-left")
                     b_tie = gr.Button("🤝 Tie", interactive=False, elem_id="vote-tie")

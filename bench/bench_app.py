@@ -44,7 +44,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-VOTES_PY = ROOT / "surlib" / "votes.py"
+VOTES_PY = ROOT / "surlib" / "studio" / "votes.py"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 

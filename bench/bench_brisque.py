@@ -1,4 +1,4 @@
-"""BRISQUE throughput at 512x512 on the CPU: piq.brisque vs the batched fast path of eval.quality.
+"""BRISQUE throughput at 512x512 on the CPU: piq.brisque vs the fast path of eval.brisque.
 
     python bench/bench_brisque.py                 # 2 threads, 24 images, both implementations
     python bench/bench_brisque.py --threads 1 --n 48 --size 512
@@ -32,7 +32,8 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from eval.quality import brisque, synthetic_natural_image
+    from eval.brisque import brisque
+    from eval.synthetic_image import synthetic_natural_image
 
     # A batch of distinct natural-looking images (crops / flips of a few syntheses).
     base = [synthetic_natural_image(args.size, seed=s) for s in range(4)]

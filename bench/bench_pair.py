@@ -56,14 +56,15 @@ def tiny_pipeline(device, dtype) -> SURPipeline:
     return SURPipeline(sd.to(device=device, dtype=dtype), adapter, name="tiny")
 
 
-def toy_pipeline(device, dtype) -> SURPipeline:
-    """The 'toy' preset if there is one; else MiniLM (384-d, 32 tokens) + a random UNet
-    (64, 128, 128) at 64 px with a factor-4 VAE, and a full-structure 384-wide adapter."""
+def toy_pipeline(device, dtype, traced: bool = True) -> SURPipeline:
+    """The 'toy' preset if there is one (`traced`: with its CPU UNet trace); else MiniLM
+    (384-d, 32 tokens) + a random UNet (64, 128, 128) at 64 px with a factor-4 VAE, and a
+    full-structure 384-wide adapter."""
     from surlib.presets import PRESETS, load_preset
 
     if "toy" in PRESETS:
         try:
-            return load_preset("toy", device=device, dtype=dtype, safety_checker=False)
+            return load_preset("toy", device=device, dtype=dtype, safety_checker=False, traced=traced)
         except (FileNotFoundError, ValueError) as e:  # e.g. toy weights not trained yet
             print(f"[toy preset unavailable ({e}); using the built-in toy-sized model]")
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
@@ -95,11 +96,8 @@ def toy_pipeline(device, dtype) -> SURPipeline:
 
 
 def toy_eager_pipeline(device, dtype) -> SURPipeline:
-    """The toy pipeline with the plain eager UNet forward (the baseline of its CPU trace)."""
-    from surlib.toy.traced_unet import untrace_unet
-
-    pipe = toy_pipeline(device, dtype)
-    untrace_unet(pipe.sd.unet)
+    """The toy pipeline with the plain eager UNet (the baseline of its CPU trace)."""
+    pipe = toy_pipeline(device, dtype, traced=False)
     pipe.name = "toy-eager"
     return pipe
 
@@ -226,8 +224,7 @@ def breakdown(pipe: SURPipeline, steps: int, size: int | None, runs: int = 3) ->
                 rows.append({**spent, "other": total - sum(spent.values()), "total": total})
             result[kind] = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
     finally:
-        pipe.sd.unet.forward = originals["unet"]  # the toy UNet's forward may be its trace wrapper
-        del pipe.sd.vae.decode  # back to the class method
+        del pipe.sd.unet.forward, pipe.sd.vae.decode  # back to the class methods
     return result
 
 

@@ -4,11 +4,15 @@
 """
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-from surlib.toy.world import render_batch, scenes
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
+from surlib.toy import render_batch, scenes  # noqa: E402
 
 
 def main():

@@ -106,7 +106,7 @@ def main(argv=None) -> int:
     device = torch.device(args.device)
 
     from surlib.adapter import SURAdapter
-    from surlib.teacher import FeatureCache
+    from surlib.feature_cache import FeatureCache
     from surlib.losses import LossWeights
     from surlib.minilm import load_minilm
     from surlib.training import (AdapterWithTeacher, Frozen, RowStore, compute_losses, encode_batch_text,

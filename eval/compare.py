@@ -14,7 +14,9 @@ import argparse
 import json
 from pathlib import Path
 
-CATEGORIES = ("counting", "color", "action")
+from surlib.names import CATEGORIES, OVERALL
+
+from .formatting import MISSING, pct, pvalue
 
 
 def load_summary(run: str | Path) -> dict:
@@ -30,42 +32,42 @@ def row(name: str, s: dict) -> dict:
     mc = {m["category"]: m for m in s["mcnemar"]}
     cfg = s.get("config", {})
     out = {"run": name, "seeds": len(cfg.get("seeds", [])), "steps": cfg.get("steps"),
-           "guidance": cfg.get("guidance"), "pairs": mc.get("overall", {}).get("pairs")}
-    for c in (*CATEGORIES, "overall"):
+           "guidance": cfg.get("guidance"), "pairs": mc.get(OVERALL, {}).get("pairs")}
+    for c in (*CATEGORIES, OVERALL):
         out[c] = (acc.get((c, "baseline")), acc.get((c, "adapter")))
     cats = [diff[c]["difference"] for c in CATEGORIES if c in diff]
     out["mean_diff"] = sum(cats) / len(cats) if cats else None
-    out["overall_ci"] = (diff["overall"]["ci_low"], diff["overall"]["ci_high"]) if "overall" in diff else None
-    out["mcnemar_p"] = mc.get("overall", {}).get("p_value")
+    out["overall_ci"] = (diff[OVERALL]["ci_low"], diff[OVERALL]["ci_high"]) if OVERALL in diff else None
+    out["mcnemar_p"] = mc.get(OVERALL, {}).get("p_value")
     out["quality"] = {k: (v.get("diff_mean"), v.get("tost_p"), v.get("equivalent"), v.get("margin"))
                       for k, v in s.get("quality", {}).items()}
     return out
 
 
-def _pct(x) -> str:
-    return "–" if x is None else f"{100 * x:.1f}"
-
-
 def markdown(rows: list[dict]) -> str:
     measures = sorted({k for r in rows for k in r["quality"]})
-    head = ["run", "seeds", "steps", *[f"{c} base→adapter" for c in (*CATEGORIES, "overall")],
+    head = ["run", "seeds", "steps", *[f"{c} base→adapter" for c in (*CATEGORIES, OVERALL)],
             "mean Δ (pts, 3 categories)", "overall Δ 95% CI", "McNemar p (overall)",
             *[f"{m} Δ (TOST)" for m in measures]]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["run"], str(r["seeds"]), str(r["steps"])]
-        cells += [f"{_pct(b)} → {_pct(a)}" for b, a in (r[c] for c in (*CATEGORIES, "overall"))]
-        cells.append("–" if r["mean_diff"] is None else f"{100 * r['mean_diff']:+.1f}")
+        cells += [f"{pct(b, unit='')} → {pct(a, unit='')}" for b, a in (r[c] for c in (*CATEGORIES, OVERALL))]
+        cells.append(pct(r["mean_diff"], sign=True, unit=""))
         ci = r["overall_ci"]
-        cells.append("–" if ci is None else f"[{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]")
-        cells.append("–" if r["mcnemar_p"] is None else f"{r['mcnemar_p']:.2g}")
+        cells.append(MISSING if ci is None else f"[{pct(ci[0], sign=True, unit='')}, {pct(ci[1], sign=True, unit='')}]")
+        cells.append(pvalue(r["mcnemar_p"]))
         for m in measures:
             d, p, eq, margin = r["quality"].get(m, (None, None, None, None))
             if d is None:
-                cells.append("–")
+                cells.append(MISSING)
+            elif p is None:
+                cells.append(f"{d:+.2f}")
             else:
-                verdict = "" if p is None else (f", equivalent ±{margin:g}" if eq else f", not shown ±{margin:g}")
-                cells.append(f"{d:+.2f} (p={p:.2g}{verdict})" if p is not None else f"{d:+.2f}")
+                p_text = pvalue(p)
+                p_text = f"p {p_text}" if p_text.startswith("<") else f"p={p_text}"  # "p < 0.0001"
+                verdict = f", equivalent ±{margin:g}" if eq else f", not shown ±{margin:g}"
+                cells.append(f"{d:+.2f} ({p_text}{verdict})")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -21,7 +21,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .answers import COLORS, answer_matches, canonical_color, normalize_text
-from .suites import CATEGORIES, CATEGORY_ATTRIBUTE, Suite, SuiteRow
+from surlib.names import CATEGORIES, CATEGORY_ATTRIBUTE
+
+from .suites import Suite, SuiteRow
 
 DEFAULT_VQA_MODEL = "Salesforce/blip-vqa-base"
 DEFAULT_CLIP_MODEL = "openai/clip-vit-base-patch32"
@@ -74,17 +76,22 @@ def _device_dtype(device, fp16: bool | None):
     return device, (torch.float16 if half else torch.float32)
 
 
+def _load_pretrained(processor_cls, model_cls, model_id: str, device=None, dtype=None):
+    """(processor, model in eval mode) of two transformers classes, from a hub id or folder."""
+    processor = processor_cls.from_pretrained(model_id)
+    model = model_cls.from_pretrained(model_id, dtype=dtype).eval()
+    if device is not None:
+        model = model.to(device)
+    return processor, model
+
+
 # --------------------------------------------------------------------------- VQA
 
 def load_blip_vqa(model_id: str = DEFAULT_VQA_MODEL, device=None, dtype=None):
     """(BlipProcessor, BlipForQuestionAnswering in eval mode) from a hub id or folder."""
     from transformers import BlipForQuestionAnswering, BlipProcessor
 
-    processor = BlipProcessor.from_pretrained(model_id)
-    model = BlipForQuestionAnswering.from_pretrained(model_id, dtype=dtype).eval()
-    if device is not None:
-        model = model.to(device)
-    return processor, model
+    return _load_pretrained(BlipProcessor, BlipForQuestionAnswering, model_id, device, dtype)
 
 
 class VQAJudge(Judge):
@@ -147,11 +154,7 @@ def load_clip(model_id: str = DEFAULT_CLIP_MODEL, device=None, dtype=None):
     """(CLIPProcessor, CLIPModel in eval mode) from a hub id or folder."""
     from transformers import CLIPModel, CLIPProcessor
 
-    processor = CLIPProcessor.from_pretrained(model_id)
-    model = CLIPModel.from_pretrained(model_id, dtype=dtype).eval()
-    if device is not None:
-        model = model.to(device)
-    return processor, model
+    return _load_pretrained(CLIPProcessor, CLIPModel, model_id, device, dtype)
 
 
 class CLIPColorJudge(Judge):

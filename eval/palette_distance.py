@@ -24,10 +24,11 @@ import torch
 @lru_cache(maxsize=1)
 def toy_palette() -> torch.Tensor:
     """(K, 3) float32 in [0, 1]: object colours and every background pixel colour."""
-    from surlib.toy.world import BACKGROUNDS, COLOR_RGB, _background
+    from surlib.toy.render import COLOR_RGB, background
+    from surlib.toy.scene import BACKGROUNDS
 
     colors = [np.asarray(list(COLOR_RGB.values()), np.float32)]
-    colors += [np.unique(_background(b).reshape(-1, 3), axis=0) for b in BACKGROUNDS]
+    colors += [np.unique(background(b).reshape(-1, 3), axis=0) for b in BACKGROUNDS]
     return torch.from_numpy(np.unique(np.concatenate(colors), axis=0) / 255.0).float()
 
 

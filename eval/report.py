@@ -8,9 +8,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .stats import OVERALL, VARIANTS, wide_frame
+from surlib.names import OVERALL, VARIANTS
 
-COLORS = {"baseline": "#7f7f7f", "adapter": "#1f77b4"}
+from .formatting import MISSING, number, pct, pvalue
+from .stats import wide_frame
+
+VARIANT_COLORS = {"baseline": "#7f7f7f", "adapter": "#1f77b4"}
 
 
 def _plt():
@@ -20,20 +23,6 @@ def _plt():
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def _fmt(x, nd=3) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "–"
-    return f"{x:.{nd}f}"
-
-
-def _pct(x) -> str:
-    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}%"
-
-
-def _p(x) -> str:
-    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3g}"
 
 
 def accuracy_figure(summary: dict, path: Path) -> None:
@@ -48,7 +37,7 @@ def accuracy_figure(summary: dict, path: Path) -> None:
         y = sub["accuracy"].to_numpy(float)
         lo = np.nan_to_num(y - sub["ci_low"].to_numpy(float), nan=0.0)
         hi = np.nan_to_num(sub["ci_high"].to_numpy(float) - y, nan=0.0)
-        ax.bar(x + (j - 0.5) * w, y, w, yerr=[lo, hi], capsize=3, label=v, color=COLORS[v])
+        ax.bar(x + (j - 0.5) * w, y, w, yerr=[lo, hi], capsize=3, label=v, color=VARIANT_COLORS[v])
     ax.set_xticks(x, cats)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("accuracy")
@@ -70,7 +59,7 @@ def quality_figure(df: pd.DataFrame, column: str, stats: dict, path: Path) -> No
     for v in VARIANTS:
         if wide[v].notna().any():
             a1.hist(wide[v].dropna(), bins=bins, alpha=0.55, label=f"{v} (mean {np.nanmean(wide[v]):.1f})",
-                    color=COLORS[v])
+                    color=VARIANT_COLORS[v])
     a1.set_xlabel(column)
     a1.set_ylabel("images")
     a1.set_title(f"{column} per variant", fontsize=9)
@@ -169,12 +158,13 @@ def render_report(summary: dict, df: pd.DataFrame) -> str:
         for v in VARIANTS:
             if v in sub.index:
                 r = sub.loc[v]
-                cells.append(f"{_pct(r['accuracy'])} [{_pct(r['ci_low'])}, {_pct(r['ci_high'])}]")
+                cells.append(f"{pct(r['accuracy'])} [{pct(r['ci_low'])}, {pct(r['ci_high'])}]")
             else:
-                cells.append("–")
+                cells.append(MISSING)
         d = diff.get(cat)
-        dtxt = f"{100 * d['difference']:+.1f} pt [{100 * d['ci_low']:+.1f}, {100 * d['ci_high']:+.1f}]" \
-            if d and not math.isnan(d["ci_low"]) else (f"{100 * d['difference']:+.1f} pt" if d else "–")
+        dtxt = MISSING if not d else pct(d["difference"], sign=True, unit=" pt")
+        if d and not math.isnan(d["ci_low"]):
+            dtxt += f" [{pct(d['ci_low'], sign=True, unit='')}, {pct(d['ci_high'], sign=True, unit='')}]"
         first = sub.iloc[0]
         name = f"**{cat}**" if cat == OVERALL else cat
         L.append(f"| {name} | {first['prompts']} | {first['images']} | {cells[0]} | {cells[1]} | {dtxt} |")
@@ -187,7 +177,7 @@ def render_report(summary: dict, df: pd.DataFrame) -> str:
     L.append("|---|---:|---:|---:|---:|---:|---:|---|")
     for m in summary["mcnemar"]:
         L.append(f"| {m['category']} | {m['pairs']} | {m['both_correct']} | {m['baseline_only']} | "
-                 f"{m['adapter_only']} | {m['both_wrong']} | {_p(m['p_value'])} | {m['conclusion']} |")
+                 f"{m['adapter_only']} | {m['both_wrong']} | {pvalue(m['p_value'])} | {m['conclusion']} |")
     L.append("")
 
     # Quality.
@@ -197,18 +187,18 @@ def render_report(summary: dict, df: pd.DataFrame) -> str:
             L.append("No complete pairs.\n")
             continue
         L.append("| | baseline | adapter | adapter − baseline |\n|---|---|---|---|")
-        L.append(f"| mean ± sd | {_fmt(st.get('baseline_mean'), 2)} ± {_fmt(st.get('baseline_sd'), 2)} | "
-                 f"{_fmt(st.get('adapter_mean'), 2)} ± {_fmt(st.get('adapter_sd'), 2)} | "
-                 f"{_fmt(st.get('diff_mean'), 2)} ± {_fmt(st.get('diff_sd'), 2)} |")
+        L.append(f"| mean ± sd | {number(st.get('baseline_mean'), 2)} ± {number(st.get('baseline_sd'), 2)} | "
+                 f"{number(st.get('adapter_mean'), 2)} ± {number(st.get('adapter_sd'), 2)} | "
+                 f"{number(st.get('diff_mean'), 2)} ± {number(st.get('diff_sd'), 2)} |")
         ci = st.get("diff_ci")
         if ci:
-            L.append(f"| 95% CI of the mean difference | | | [{_fmt(ci[0], 2)}, {_fmt(ci[1], 2)}] |")
+            L.append(f"| 95% CI of the mean difference | | | [{number(ci[0], 2)}, {number(ci[1], 2)}] |")
         L.append("")
         L.append("| test | statistic | p |\n|---|---:|---:|")
-        L.append(f"| paired t-test | {_fmt(st.get('t_stat'), 3)} | {_p(st.get('t_p'))} |")
-        L.append(f"| Wilcoxon signed-rank | {_fmt(st.get('wilcoxon_stat'), 1)} | {_p(st.get('wilcoxon_p'))} |")
+        L.append(f"| paired t-test | {number(st.get('t_stat'), 3)} | {pvalue(st.get('t_p'))} |")
+        L.append(f"| Wilcoxon signed-rank | {number(st.get('wilcoxon_stat'), 1)} | {pvalue(st.get('wilcoxon_p'))} |")
         if "tost_p" in st:
-            L.append(f"| TOST (paired, margin ±{st['margin']:g}) | | {_p(st['tost_p'])} |")
+            L.append(f"| TOST (paired, margin ±{st['margin']:g}) | | {pvalue(st['tost_p'])} |")
         L.append("")
         L.append(f"**Conclusion:** {st.get('conclusion', '')}. Pairs: {st['pairs']}"
                  + (f" ({st['dropped_pairs']} dropped: a score was missing or NaN, e.g. a flat image)"

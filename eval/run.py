@@ -59,8 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="at most this many prompts per category (quick runs)")
     p.add_argument("--categories", help="comma-separated subset of counting,color,action")
     p.add_argument("--quality", action="append",
-                   help="extra quality measure: a registered name or [name=]module:function (repeatable); "
-                        "BRISQUE is always included")
+                   help="extra quality measure, by its registered name (eval.measures.register_quality; "
+                        "repeatable); BRISQUE is always included")
     p.add_argument("--margin", type=float, help="BRISQUE equivalence margin for TOST (fix it before the run)")
     p.add_argument("--n-boot", type=int, help="bootstrap resamples")
     p.add_argument("--chunk", type=int, help="(prompt, seed) pairs judged and scored per batch")
@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace):
     import yaml
 
-    from .runner import EvalConfig
+    from .config import EvalConfig
 
     defaults = yaml.safe_load(Path(args.config).read_text()) or {}
     judge_defaults = defaults.pop("judge_kwargs", {}) or {}

@@ -26,10 +26,7 @@ from scipy import stats as st
 from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.weightstats import ttost_paired
 
-from .suites import CATEGORIES
-
-VARIANTS = ("baseline", "adapter")
-OVERALL = "overall"
+from surlib.names import CATEGORIES, OVERALL, VARIANTS
 
 
 def _groups(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
@@ -253,3 +250,170 @@ def summarize(df: pd.DataFrame, quality_columns: dict[str, dict] | None = None, 
 
 __all__ = ["accuracy_table", "accuracy_difference", "bootstrap_ratio", "mcnemar_exact", "mcnemar_table",
            "paired_frame", "wide_frame", "paired_quality", "quality_conclusion", "quality_table", "summarize"]
+
+
+# ---- preference: blind votes
+# Statistics of the studio's blind votes (surlib.studio; the page that shows them is
+# surlib/studio/results.py). Input is a list of vote dicts as
+# `surlib.studio.votes.VoteStore.votes()` returns them (fields used: choice, adapter_side,
+# left_system, right_system, category, prompt_id).
+#
+# * Adapter win rate = adapter wins / decisive votes (left/right votes on adapter-vs-baseline
+#   pairs); ties and "both bad" are reported as shares of all such votes, not folded in.
+# * 95% interval: Wilson score, which behaves at small n and near 0/1 where the normal
+#   interval does not.
+# * Sign test: exact two-sided binomial test of H0 "adapter wins half the decisive votes";
+#   ties are dropped, as a sign test does.
+# * Bradley-Terry (only when votes name more than two systems): P(i beats j) =
+#   1 / (1 + 10**((R_j - R_i) / 400)) on the Elo scale, mean rating 1000, fitted as a
+#   binomial GLM with logit link on the votes summed per ordered pair; a tie or "both bad"
+#   counts as half a win each way; a tiny ridge keeps ratings finite for unbeaten systems and
+#   pins the mean (the likelihood alone does not see a common shift). Intervals: bootstrap
+#   resamples of the votes, 2.5/97.5 percentiles (as Chatbot Arena does).
+
+from collections import Counter, defaultdict  # noqa: E402
+
+from statsmodels.genmod.families import Binomial  # noqa: E402
+from statsmodels.genmod.generalized_linear_model import GLM  # noqa: E402
+from statsmodels.stats.proportion import proportion_confint  # noqa: E402
+
+ELO_SCALE = 400.0 / math.log(10.0)
+ELO_MEAN = 1000.0
+BT_RIDGE = 1e-4
+_BT_SCORE = {"left": 1.0, "right": 0.0, "tie": 0.5, "both_bad": 0.5}
+
+
+def wilson_interval(successes: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
+    """Two-sided (1 - alpha) Wilson score interval of a proportion; (nan, nan) when n == 0."""
+    if n <= 0:
+        return (math.nan, math.nan)
+    lo, hi = proportion_confint(successes, n, alpha=alpha, method="wilson")
+    return float(lo), float(hi)
+
+
+def sign_test(successes: int, n: int) -> float:
+    """Exact two-sided binomial p-value of `successes` out of `n` under p = 0.5; nan when n == 0."""
+    if n <= 0:
+        return math.nan
+    return float(st.binomtest(successes, n, 0.5, alternative="two-sided").pvalue)
+
+
+def adapter_outcome(vote: dict) -> str | None:
+    """"adapter", "baseline", "tie" or "both_bad" for an adapter-vs-baseline vote; None otherwise."""
+    side = vote.get("adapter_side")
+    if side not in ("left", "right"):
+        return None
+    choice = vote.get("choice")
+    if choice in ("tie", "both_bad"):
+        return choice
+    if choice in ("left", "right"):
+        return "adapter" if choice == side else "baseline"
+    return None
+
+
+def vote_counts(votes, alpha: float = 0.05) -> dict:
+    """Outcome counts, win rate with its Wilson interval, sign test and shares of one vote group."""
+    c = Counter(o for o in map(adapter_outcome, votes) if o is not None)
+    wins, losses, ties, bad = c["adapter"], c["baseline"], c["tie"], c["both_bad"]
+    n = wins + losses + ties + bad
+    decisive = wins + losses
+    lo, hi = wilson_interval(wins, decisive, alpha)
+    return {
+        "votes": n, "adapter_wins": wins, "baseline_wins": losses, "ties": ties, "both_bad": bad,
+        "decisive": decisive,
+        "win_rate": wins / decisive if decisive else math.nan,
+        "ci_low": lo, "ci_high": hi,
+        "p_value": sign_test(wins, decisive),
+        "tie_share": ties / n if n else math.nan,
+        "both_bad_share": bad / n if n else math.nan,
+    }
+
+
+def _vote_systems(votes) -> list[str]:
+    return sorted({s for v in votes for s in (v.get("left_system"), v.get("right_system")) if s})
+
+
+def summarize_votes(votes, bt_rounds: int = 100, seed: int = 0, alpha: float = 0.05) -> dict:
+    """Overall adapter win rate etc., per-category rows, and Bradley-Terry when > 2 systems."""
+    votes = list(votes)
+    by_cat: dict[str, list[dict]] = defaultdict(list)
+    for v in votes:
+        if adapter_outcome(v) is not None:
+            by_cat[v.get("category") or ("typed by voter" if not v.get("prompt_id") else "uncategorised")].append(v)
+    categories = [{"category": cat, **vote_counts(rows, alpha)} for cat, rows in sorted(by_cat.items())]
+    systems = _vote_systems(votes)
+    bt = bootstrap_bradley_terry(votes, bt_rounds, seed, alpha) if len(systems) > 2 else None
+    return {OVERALL: vote_counts(votes, alpha), "categories": categories, "systems": systems,
+            "bradley_terry": bt, "total_votes": len(votes), "alpha": alpha}
+
+
+def _bt_data(votes, systems):
+    """(left index, right index, left's score) of every vote between two known, distinct systems."""
+    index = {s: i for i, s in enumerate(systems)}
+    rows = [(index[v.get("left_system")], index[v.get("right_system")], _BT_SCORE[v.get("choice")])
+            for v in votes
+            if v.get("left_system") in index and v.get("right_system") in index
+            and v.get("left_system") != v.get("right_system") and v.get("choice") in _BT_SCORE]
+    if not rows:
+        return np.zeros(0, dtype=int), np.zeros(0, dtype=int), np.zeros(0)
+    i_idx, j_idx, y = zip(*rows)
+    return np.array(i_idx, dtype=int), np.array(j_idx, dtype=int), np.array(y, dtype=float)
+
+
+def _bt_fit(i_idx, j_idx, y, k: int) -> np.ndarray:
+    """Strengths (natural-log scale, mean 0) by a ridge-penalised binomial GLM. Votes are summed
+    per ordered pair first, so a fit costs O(pairs) whatever the number of votes."""
+    if len(y) == 0:
+        return np.zeros(k)
+    key = i_idx * k + j_idx
+    wins = np.bincount(key, y, minlength=k * k)
+    games = np.bincount(key, minlength=k * k).astype(float)
+    used = np.flatnonzero(games > 0)
+    a, b = np.divmod(used, k)
+    design = np.zeros((len(used), k))
+    design[np.arange(len(used)), a] = 1.0
+    design[np.arange(len(used)), b] = -1.0
+    w, n = wins[used], games[used]
+    model = GLM(np.column_stack([w, n - w]), design, family=Binomial())
+    # statsmodels minimises -loglike / nobs + alpha |beta|^2 / 2: alpha = ridge / nobs is the
+    # ridge on the summed log-likelihood.
+    beta = np.asarray(model.fit_regularized(alpha=BT_RIDGE / len(used), L1_wt=0.0).params)
+    return beta - beta.mean()
+
+
+def _elo(beta) -> np.ndarray:
+    return ELO_MEAN + ELO_SCALE * np.asarray(beta)
+
+
+def bradley_terry(votes, systems=None) -> dict[str, float]:
+    """Bradley-Terry ratings on the Elo scale (mean 1000) from left/right/tie/both-bad votes."""
+    systems = list(systems) if systems is not None else _vote_systems(votes)
+    i_idx, j_idx, y = _bt_data(votes, systems)
+    return {s: float(r) for s, r in zip(systems, _elo(_bt_fit(i_idx, j_idx, y, len(systems))))}
+
+
+def bootstrap_bradley_terry(votes, rounds: int = 100, seed: int = 0, alpha: float = 0.05) -> list[dict]:
+    """Ratings with bootstrap percentile intervals, best first: [{system, rating, low, high, votes}]."""
+    votes = list(votes)
+    systems = _vote_systems(votes)
+    if not systems:
+        return []
+    i_idx, j_idx, y = _bt_data(votes, systems)
+    k = len(systems)
+    point = _bt_fit(i_idx, j_idx, y, k)
+    rng = np.random.default_rng(seed)
+    samples = []
+    for _ in range(rounds if len(y) else 0):
+        pick = rng.integers(0, len(y), len(y))
+        samples.append(_bt_fit(i_idx[pick], j_idx[pick], y[pick], k))
+    samples = np.array(samples) if samples else point[None, :]
+    lo = np.percentile(samples, 100 * alpha / 2, axis=0)
+    hi = np.percentile(samples, 100 * (1 - alpha / 2), axis=0)
+    played = np.bincount(i_idx, minlength=k) + np.bincount(j_idx, minlength=k)
+    rows = [{"system": s, "rating": float(r), "low": float(lo_), "high": float(hi_), "votes": int(p)}
+            for s, r, lo_, hi_, p in zip(systems, _elo(point), _elo(lo), _elo(hi), played)]
+    return sorted(rows, key=lambda r: -r["rating"])
+
+
+__all__ += ["wilson_interval", "sign_test", "adapter_outcome", "vote_counts", "summarize_votes",
+            "bradley_terry", "bootstrap_bradley_terry"]

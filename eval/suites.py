@@ -34,10 +34,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from surlib.names import CATEGORIES, CATEGORY_ATTRIBUTE
+
 from .answers import ANSWER_KINDS, canonical_color, infer_kind
 
-CATEGORIES: tuple[str, ...] = ("counting", "color", "action")
-CATEGORY_ATTRIBUTE = {"counting": "count", "color": "color", "action": "action"}
 ROW_KEYS = ("id", "category", "prompt", "complex_prompt", "expect", "questions", "meta")
 SUITES_DIR = Path(__file__).resolve().parents[1] / "assets" / "suites"
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -291,5 +291,5 @@ def _check_questions(questions) -> tuple[Question, ...]:
     return tuple(out)
 
 
-__all__ = ["CATEGORIES", "CATEGORY_ATTRIBUTE", "Question", "Suite", "SuiteRow", "load_suite", "parse_row",
+__all__ = ["Question", "Suite", "SuiteRow", "load_suite", "parse_row",
            "parse_rows", "resolve_suite_path", "SUITES_DIR"]

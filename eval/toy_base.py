@@ -18,27 +18,18 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from surlib.toy import world
 from surlib.toy.judge import ToyJudge
+from surlib.toy.scene import SPLITS
+from surlib.toy.suite import combination_rows
 
 ATTRIBUTES = ("count", "color", "action", "kind")
-
-
-def test_rows(split: str = "test", seed: int = 0) -> list[dict]:
-    """One scene per combination of the split, with its canonical spell and a sampled caption."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for n, c, k, a in world.combos(split):
-        scene = world.Scene(n, c, k, a, world.BACKGROUNDS[int(rng.integers(len(world.BACKGROUNDS)))])
-        rows.append({"scene": scene, "complex": world.complex_prompt(scene),
-                     "simple": world.simple_prompt(scene, rng)})
-    return rows
 
 
 @torch.no_grad()
 def evaluate(sd, judge: ToyJudge, rows, seeds: int = 4, steps: int = 20, guidance: float = 5.0,
              languages=("complex", "simple"), batch: int = 32) -> dict:
-    """Accuracy per attribute for each prompt language; same seeds for every language."""
+    """Accuracy per attribute for each prompt language; same seeds for every language.
+    `rows`: `surlib.toy.suite.combination_rows` (scene, complex, simple)."""
     sd.set_progress_bar_config(disable=True)
     jobs = [(lang, r, s) for lang in languages for r in rows for s in range(seeds)]
     correct = {lang: {a: [] for a in ATTRIBUTES} for lang in languages}
@@ -78,7 +69,7 @@ def main(argv=None):
     p.add_argument("--seeds", type=int, default=4)
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--guidance", type=float, default=5.0)
-    p.add_argument("--split", default="test", choices=world.SPLITS,
+    p.add_argument("--split", default="test", choices=SPLITS,
                    help="held-out combinations (test), the split to tune settings on (validation)")
     p.add_argument("--sampler", default="shipped", choices=SAMPLERS,
                    help="the shipped scheduler, or another with trailing timesteps (a comparison)")
@@ -88,16 +79,16 @@ def main(argv=None):
                    help="folder with vae/, unet/, scheduler/ (default: the shipped assets/toy)")
     args = p.parse_args(argv)
     from surlib.toy.base_model import load_toy_sd
-    from surlib.toy.traced_unet import trace_unet
+    from surlib.toy.traced_unet import TracedUNet
 
-    rows = test_rows(args.split)
+    rows = combination_rows(args.split)
     rows = rows[:args.limit] if args.limit else rows
     try:
         sd = load_toy_sd(args.model_dir) if args.model_dir else load_toy_sd()
     except FileNotFoundError as e:
         p.error(str(e))
     use_sampler(sd, args.sampler)
-    trace_unet(sd.unet)  # same images, faster on a CPU
+    sd.unet = TracedUNet(sd.unet)  # same images, faster on a CPU
     result = evaluate(sd, ToyJudge.load(), rows, args.seeds, args.steps, args.guidance)
     result["settings"] = vars(args) | {"combinations": len(rows)}
     text = json.dumps(result, indent=2)

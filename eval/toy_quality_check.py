@@ -42,7 +42,7 @@ def vae_round_trip(x: torch.Tensor) -> torch.Tensor:
 def check(n: int = 200, seed: int = 0, vae: bool = True) -> dict:
     from surlib.toy.dataset import rows_to_images, sample_rows
 
-    from .quality import brisque_scores
+    from .brisque import brisque_scores
     from .palette_distance import palette_distance
 
     x = torch.from_numpy(rows_to_images(sample_rows("test", n, seed))).permute(0, 3, 1, 2).float() / 255

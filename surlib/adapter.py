@@ -1,7 +1,7 @@
 """The SUR-adapter: a small network that rewrites a prompt's text-encoder embedding.
 
 Paper: Zhong et al., "SUR-adapter", ACM MM 2023. Differences from the official code are
-deliberate fixes (see docs/sur-adapter.md in shared/): the transformer attends over each
+deliberate fixes (see docs/method.md): the transformer attends over each
 prompt's own tokens (batch first), `eta` and the LLM projection live in the saved config and
 weights, no unused layers are kept, and the module is a diffusers model so it saves, loads and
 moves like any other pipeline component.

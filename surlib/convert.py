@@ -18,7 +18,7 @@ What the file does not hold, and the caller must give: `eta` (the script's `--ad
 the official demo parsed it out of the folder name, e.g. `..._adapterw0.1`) and the LLM width.
 
 The official transformer ran with `batch_first=False` on (batch, tokens, width) input, so it
-attended across the batch instead of across a prompt's tokens (see docs/sur-adapter.md, defect
+attended across the batch instead of across a prompt's tokens (see docs/method.md, defect
 2). The weight layout is the same either way; a converted adapter applies them as intended, over
 each prompt's tokens. It therefore does not reproduce the official code's outputs exactly: with
 the official batch of one during training, each token's transformer only ever saw itself.

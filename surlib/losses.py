@@ -47,10 +47,11 @@ def sample_noise_and_timesteps(latents: torch.Tensor, num_train_timesteps: int,
 
 
 def min_snr_weights(scheduler, timesteps: torch.Tensor, gamma: float) -> torch.Tensor:
-    """Per-sample Min-SNR-gamma weights (Hang et al. 2023) for the scheduler's prediction type."""
-    alphas_cumprod = scheduler.alphas_cumprod.to(device=timesteps.device, dtype=torch.float32)
-    a = alphas_cumprod[timesteps]
-    snr = a / (1.0 - a)
+    """Per-sample Min-SNR-gamma weights (Hang et al. 2023) for the scheduler's prediction type:
+    min(snr, gamma) / snr for an epsilon target, min(snr, gamma) / (snr + 1) for a velocity."""
+    from diffusers.training_utils import compute_snr
+
+    snr = compute_snr(scheduler, timesteps)
     clipped = torch.clamp(snr, max=float(gamma))
     kind = scheduler.config.prediction_type
     if kind == "epsilon":

@@ -20,8 +20,8 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from .adapter import SURAdapter
 from .devices import default_device, default_dtype
+from .names import VARIANTS
 
-VARIANTS = ("baseline", "adapter")
 MAX_STEPS = 500
 MAX_SEED = 2**32 - 1
 MAX_GUIDANCE = 50.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -20,16 +20,14 @@ class Preset:
     description: str
     load: Callable[..., SURPipeline]
     base: str | None = None
-    adapter: str | None = None
-    tags: tuple[str, ...] = field(default_factory=tuple)
     # Sampling defaults of this model (app and eval use them unless told otherwise).
     default_steps: int = 50
     default_guidance: float = 7.5
 
 
-def _load_hub(base: str, adapter_default: str | None):
+def _load_hub(base: str):
     def load(adapter: str | None = None, device=None, dtype=None, safety_checker: bool = True):
-        adapter = adapter or os.environ.get("SUR_ADAPTER") or adapter_default
+        adapter = adapter or os.environ.get("SUR_ADAPTER")
         if adapter is None:
             raise ValueError(
                 f"this preset ({base}) has no published SUR-adapter yet: pass adapter=<folder or hub id> "
@@ -56,17 +54,22 @@ def _load_tiny(adapter: str | None = None, device=None, dtype=None, safety_check
     return SURPipeline(sd, ada, name="tiny")
 
 
-def _load_toy(adapter: str | None = None, device=None, dtype=None, safety_checker: bool = False):
-    """The toy world's base model and adapter from assets/toy (no network)."""
+def _load_toy(adapter: str | None = None, device=None, dtype=None, safety_checker: bool = False,
+              traced: bool = True):
+    """The toy world's base model and adapter from assets/toy (no network).
+
+    `traced` (on a CPU): run the UNet through per-shape traces, same images in less time
+    (surlib/toy/traced_unet.py says why and what to do when torch.jit goes away); False keeps
+    the plain diffusers UNet."""
     from .toy.base_model import ASSETS, load_toy_sd
-    from .toy.traced_unet import trace_unet
+    from .toy.traced_unet import TracedUNet
 
     sd = load_toy_sd()
     device = torch.device(device) if device else default_device()
     dtype = dtype or torch.float32  # toy models are small; fp32 everywhere keeps results exact
     sd.to(device) if dtype == torch.float32 else sd.to(device=device, dtype=dtype)
-    if device.type == "cpu":
-        trace_unet(sd.unet)  # the tiny UNet is dispatch-bound on a CPU: traces run it ~1.6x faster
+    if traced and device.type == "cpu":
+        sd.unet = TracedUNet(sd.unet)
     path = adapter or (ASSETS / "adapter" if (ASSETS / "adapter" / "config.json").exists() else None)
     if path is None:
         # No trained toy adapter shipped yet: an identity adapter (eta = 0) keeps the
@@ -79,9 +82,8 @@ def _load_toy(adapter: str | None = None, device=None, dtype=None, safety_checke
 
 
 TOY_STEPS, TOY_GUIDANCE = 10, 5.0
-"""Toy sampling defaults (app and eval). Measured on the 42 held-out combinations, one seed
-(docs/toy_world.md): 10 DDIM steps gave the same judgements as 50 at a fifth of the time;
-guidance 8 lost count accuracy on spells; 3 and 5 were within noise."""
+"""Toy sampling defaults (app and eval): the fewest steps that judged like fifty, and a guidance
+that did not lose count accuracy on spells (the comparison is in docs/toy_world.md)."""
 
 
 def toy_available() -> bool:
@@ -92,14 +94,14 @@ def toy_available() -> bool:
 
 PRESETS: dict[str, Preset] = {p.name: p for p in [
     Preset("toy", "the toy world: MiniLM word-piece text encoder + small VAE/UNet trained here (offline, CPU)",
-           _load_toy, tags=("offline",), default_steps=TOY_STEPS, default_guidance=TOY_GUIDANCE),
+           _load_toy, default_steps=TOY_STEPS, default_guidance=TOY_GUIDANCE),
     Preset("tiny", "random tiny UNet/VAE + MiniLM text encoder; CPU plumbing demo, images are noise",
-           _load_tiny, tags=("offline",), default_steps=2, default_guidance=5.0),
+           _load_tiny, default_steps=2, default_guidance=5.0),
     Preset("sd15", "Stable Diffusion 1.5 (768-d CLIP); needs a trained SUR-adapter",
-           _load_hub("stable-diffusion-v1-5/stable-diffusion-v1-5", None),
+           _load_hub("stable-diffusion-v1-5/stable-diffusion-v1-5"),
            base="stable-diffusion-v1-5/stable-diffusion-v1-5"),
     Preset("sd21", "Stable Diffusion 2.1 (1024-d OpenCLIP); needs a trained SUR-adapter",
-           _load_hub("stabilityai/stable-diffusion-2-1", None), base="stabilityai/stable-diffusion-2-1"),
+           _load_hub("stabilityai/stable-diffusion-2-1"), base="stabilityai/stable-diffusion-2-1"),
 ]}
 
 
@@ -109,7 +111,8 @@ def default_preset() -> str:
 
 
 def load_preset(name: str, **kwargs) -> SURPipeline:
-    """Load a preset by name; kwargs (adapter, device, dtype, safety_checker) go to its loader."""
+    """Load a preset by name; kwargs (adapter, device, dtype, safety_checker; `traced` for the
+    toy preset) go to its loader."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; available: {', '.join(sorted(PRESETS))}")
     return PRESETS[name].load(**kwargs)

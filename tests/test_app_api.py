@@ -1,5 +1,7 @@
 """The app through its public API (gradio_client), served on localhost in this process (tiny preset)."""
 
+import base64
+import io
 import os
 import sys
 import time
@@ -50,6 +52,20 @@ def _pixels(path):
 
     with Image.open(path) as im:
         return im.convert("RGB").tobytes(), im.size
+
+
+def _png_size(plot):
+    from PIL import Image
+
+    with Image.open(io.BytesIO(base64.b64decode(plot["plot"].split(",", 1)[1]))) as im:
+        return im.size
+
+
+def _figure_size(summary):
+    from surlib.studio.results import summary_figure
+
+    fig = summary_figure(summary)
+    return tuple(int(round(v)) for v in fig.get_size_inches() * fig.dpi)
 
 
 def test_api_surface_is_exactly_the_public_endpoints(client):
@@ -169,7 +185,12 @@ def test_results_endpoint(app_server, client):
     assert "win rate" in summary and "Wilson" in summary
     assert len(Path(csv_path).read_text().strip().splitlines()) == n + 1
     assert table["headers"][0] == "category" and table["data"]
-    assert plot is not None
+    # the plot follows the votes: the suite votes carry categories, so a per-category panel
+    # widens it; with no votes there is the outcome panel alone
+    assert plot["type"] == "matplotlib"
+    assert _png_size(plot) == _figure_size(app_server.studio.results("tiny")) and _png_size(plot)[0] > 1000
+    empty_plot = client.predict("sd21", api_name="/results")[1]
+    assert _png_size(empty_plot) == _figure_size(app_server.studio.results("sd21")) and _png_size(empty_plot)[0] < 700
     everything = client.predict("all", api_name="/results")[4]
     assert everything["total_votes"] == app_server.studio.store.vote_count()
     assert "No votes yet" in client.predict("sd21", api_name="/results")[0]

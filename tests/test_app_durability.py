@@ -27,7 +27,7 @@ import pytest  # noqa: E402
 from conftest import free_port  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-VOTES_PY = ROOT / "surlib" / "votes.py"
+VOTES_PY = ROOT / "surlib" / "studio" / "votes.py"
 
 WRITER = textwrap.dedent("""
     import importlib.util, sys, time
@@ -50,9 +50,21 @@ WRITER = textwrap.dedent("""
 """)
 
 
-def _writer(db, session, n):
-    return subprocess.Popen([sys.executable, "-c", WRITER, str(VOTES_PY), str(db), session, str(n)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def _start_writers(db, sessions, n):
+    """One writer process per session, each with n pairs; released together once all are ready."""
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(VOTES_PY), str(db), session, str(n)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for session in sessions]
+    for p in procs:
+        assert p.stdout.readline().strip() == "READY", p.stderr.read()
+    for p in procs:
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    return procs
+
+
+def _acked(output):
+    return {line.split()[1] for line in output.splitlines() if line.startswith("ACK")}
 
 
 def _count(db):
@@ -73,19 +85,13 @@ def _integrity(db):
 @pytest.mark.timeout(240)
 def test_20_writer_processes_500_votes(tmp_path):
     db = tmp_path / "votes.sqlite"
-    procs = [_writer(db, f"session-{k}", 25) for k in range(20)]
-    for p in procs:
-        assert p.stdout.readline().strip() == "READY", p.stderr.read()
-    for p in procs:  # release them together
-        p.stdin.write("go\n")
-        p.stdin.flush()
+    procs = _start_writers(db, [f"session-{k}" for k in range(20)], 25)
     acked = set()
     for p in procs:
         out, err = p.communicate(timeout=200)
         assert p.returncode == 0, err
-        lines = out.splitlines()
-        assert lines[-1] == "DONE"
-        acked |= {line.split()[1] for line in lines if line.startswith("ACK")}
+        assert out.splitlines()[-1] == "DONE"
+        acked |= _acked(out)
     assert len(acked) == 500
     assert _count(db) == 500
     assert _voted_ids(db) == acked
@@ -95,11 +101,7 @@ def test_20_writer_processes_500_votes(tmp_path):
 @pytest.mark.timeout(120)
 def test_sigkilled_writer_keeps_every_acknowledged_vote(tmp_path):
     db = tmp_path / "votes.sqlite"
-    procs = [_writer(db, f"s{k}", 400) for k in range(2)]
-    for p in procs:
-        assert p.stdout.readline().strip() == "READY", p.stderr.read()
-        p.stdin.write("go\n")
-        p.stdin.flush()
+    procs = _start_writers(db, ["s0", "s1"], 400)
     acked = set()
     victim = procs[0]
     while len(acked) < 60:
@@ -110,10 +112,10 @@ def test_sigkilled_writer_keeps_every_acknowledged_vote(tmp_path):
     os.kill(victim.pid, signal.SIGKILL)  # mid-stream, while the other writer keeps going
     victim.wait(timeout=30)
     rest, _ = victim.communicate(timeout=30)
-    acked |= {line.split()[1] for line in rest.splitlines() if line.startswith("ACK")}
+    acked |= _acked(rest)
     out, err = procs[1].communicate(timeout=100)
     assert procs[1].returncode == 0, err
-    acked_other = {line.split()[1] for line in out.splitlines() if line.startswith("ACK")}
+    acked_other = _acked(out)
     stored = _voted_ids(db)
     assert acked <= stored and acked_other <= stored
     assert _integrity(db) == "ok"

@@ -35,7 +35,8 @@ def test_table_has_a_row_per_run_with_its_numbers(tmp_path, capsys):
     full, no_llm = [line for line in text.splitlines() if line.startswith("| full") or line.startswith("| no-llm")]
     assert "| 25.0 → 100.0 |" in full and "| +75.0 |" in full
     assert "| 25.0 → 25.0 |" in no_llm and "| +0.0 |" in no_llm
-    assert "brisque Δ (TOST)" in text and "+0.50 (p=0, equivalent ±5)" in full
+    assert "brisque Δ (TOST)" in text and "+0.50 (p < 0.0001, equivalent ±5)" in full  # TOST p is 0: no spread
+    assert "| 0.00391 |" in full  # McNemar p, three significant digits (eval.formatting.pvalue)
     r = compare.row("full", compare.load_summary(a))
     assert r["seeds"] == 2 and r["pairs"] == 12 and np.isclose(r["mean_diff"], 0.75)
     assert r["mcnemar_p"] == pytest.approx(2 * 0.5**9)  # 9 discordant pairs, all for the adapter

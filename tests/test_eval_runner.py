@@ -13,10 +13,11 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch.set_num_threads(1)
 
-from eval import quality  # noqa: E402
+from eval.brisque_weights import DEFAULT_SHARED, WEIGHTS_NAME  # noqa: E402
 from eval.judges import CLIPColorJudge, Judge, Verdict, make_judge, register_judge  # noqa: E402
 from eval.runner import EvalConfig, read_judgments, run_eval  # noqa: E402
 from eval.suites import load_suite  # noqa: E402
+from surlib.names import CATEGORIES  # noqa: E402
 
 ROWS = [
     {"id": "c1", "category": "counting", "prompt": "three red apples on a table",
@@ -75,7 +76,7 @@ def _torch_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path_factory.mktemp("torch_home")))
 
 
-needs_brisque = pytest.mark.skipif(not (quality.DEFAULT_SHARED / quality.WEIGHTS_NAME).is_file(),
+needs_brisque = pytest.mark.skipif(not (DEFAULT_SHARED / WEIGHTS_NAME).is_file(),
                                    reason="BRISQUE weights are not available offline")
 
 
@@ -166,12 +167,12 @@ def test_extra_quality_hook_and_limit(tmp_path, suite_path, tiny_pipe):
         calls.append(len(images))
         return [float(np.asarray(im).mean()) for im in images]
 
-    from eval.runner import _brisque_fn
+    from eval.measures import brisque_measure
 
     cfg = _cfg(tmp_path / "q", suite_path, seeds=[3], limit=1, categories=["counting", "color"],
                quality_margins={"brightness": 10.0})
     summary = run_eval(cfg, pipe=tiny_pipe, judge=ParityJudge(),
-                       quality_fns={"brisque": _brisque_fn(cfg), "brightness": mean_brightness})
+                       quality_fns={"brisque": brisque_measure(cfg), "brightness": mean_brightness})
     assert summary["images"] == 4 and calls == [4]  # one batched call per chunk
     assert summary["quality"]["brightness"]["margin"] == 10.0
     df = pd.read_csv(tmp_path / "q" / "results.csv")
@@ -208,7 +209,7 @@ def test_bad_configs_are_refused_with_the_reason(tmp_path, suite_path, kw, messa
 
 
 def test_sampling_defaults_come_from_the_preset_unless_given(tmp_path):
-    from eval.runner import PALETTE_DISTANCE_MARGIN
+    from eval.measures import PALETTE_DISTANCE_MARGIN
     from surlib.presets import PRESETS
 
     toy = EvalConfig(out=str(tmp_path), preset="toy")
@@ -344,24 +345,28 @@ def test_toy_judge_adapter(monkeypatch, suite_path):
 def test_toy_judge_on_rendered_toy_scenes(tmp_path):
     """The real toy judge (when its trained weights are in assets/toy) through the adapter, on
     rendered test-split scenes: the rendered images are what a perfect model would draw."""
-    world = pytest.importorskip("surlib.toy.world")
-    judge_mod = pytest.importorskip("surlib.toy.judge")
-    if not getattr(judge_mod, "DEFAULT_WEIGHTS", tmp_path / "none").exists():
+    from surlib.toy import judge as judge_mod
+    from surlib.toy.prompts import simple_prompt
+    from surlib.toy.render import render
+    from surlib.toy.scene import scenes as toy_scenes
+
+    if not judge_mod.DEFAULT_WEIGHTS.exists():
         pytest.skip("no trained toy judge in assets/toy yet")
-    scenes = world.scenes("test")
+    scenes = toy_scenes("test")
     scenes = scenes[::max(1, len(scenes) // 9)][:9]
-    rows = [{"id": f"toy-{i}", "category": ("counting", "color", "action")[i % 3], "prompt": world.simple_prompt(sc),
+    rows = [{"id": f"toy-{i}", "category": CATEGORIES[i % 3], "prompt": simple_prompt(sc),
              "expect": sc.to_dict()} for i, sc in enumerate(scenes)]
     p = tmp_path / "toy.jsonl"
     p.write_text("".join(json.dumps(r) + "\n" for r in rows))
     suite = load_suite(p)
-    images = [world.render(sc, seed=i) for i, sc in enumerate(scenes)]
+    images = [render(sc, seed=i) for i, sc in enumerate(scenes)]
     verdicts = make_judge("toy").judge(images, suite.rows)
     assert len(verdicts) == 9 and sum(v.correct for v in verdicts) >= 8, [(v.answer, r.target) for v, r in zip(verdicts, suite.rows)]
 
 
 def test_rank_files_of_several_processes_are_merged_without_duplicates(tmp_path):
-    from eval.runner import _merge_rank_files, _read_all
+    from eval.records import read_run_rows
+    from eval.runner import merge_rank_files
 
     def row(pid, v):
         return json.dumps({"prompt_id": pid, "seed": 0, "variant": v, "correct": True}) + "\n"
@@ -369,9 +374,22 @@ def test_rank_files_of_several_processes_are_merged_without_duplicates(tmp_path)
     (tmp_path / "judgments.jsonl").write_text(row("a", "baseline") + row("a", "adapter"))
     (tmp_path / "judgments.rank0.jsonl").write_text(row("a", "adapter") + row("b", "baseline"))
     (tmp_path / "judgments.rank1.jsonl").write_text(row("b", "adapter") + '{"prompt_id": "c", "se')  # torn
-    assert len(_read_all(tmp_path)) == 5
-    _merge_rank_files(tmp_path)
+    assert len(read_run_rows(tmp_path)) == 5
+    merge_rank_files(tmp_path)
     rows = read_judgments(tmp_path / "judgments.jsonl")
     assert [(r["prompt_id"], r["variant"]) for r in rows] == [
         ("a", "baseline"), ("a", "adapter"), ("b", "baseline"), ("b", "adapter")]
     assert not list(tmp_path.glob("judgments.rank*.jsonl"))
+
+
+def test_quality_measures_are_named_by_registration_only(tmp_path, monkeypatch):
+    from eval.measures import QUALITY, quality_fns, register_quality
+
+    monkeypatch.setattr("eval.measures.QUALITY", dict(QUALITY))
+    cfg = EvalConfig(out=str(tmp_path), preset="tiny", quality=["brisque", "os.path:getsize"])
+    with pytest.raises(ValueError, match="unknown quality measure.*os.path:getsize"):
+        quality_fns(cfg)
+    register_quality("brightness", lambda cfg: lambda images: [float(np.asarray(im).mean()) for im in images])
+    fns = quality_fns(EvalConfig(out=str(tmp_path), preset="tiny", quality=["brisque", "brightness"]))
+    assert list(fns) == ["brisque", "brightness"]
+    assert fns["brightness"]([np.full((4, 4, 3), 10, np.uint8)]) == [10.0]

@@ -7,16 +7,8 @@ import json
 import pytest
 import torch
 
-from surlib.teacher import (
-    TEACHERS,
-    LLMFeatureExtractor,
-    build_feature_cache,
-    dataset_fingerprint,
-    ensure_feature_cache,
-    load_feature_cache,
-    pool_tokens,
-    teacher_settings,
-)
+from surlib.feature_cache import build_feature_cache, dataset_fingerprint, ensure_feature_cache, load_feature_cache
+from surlib.teacher import TEACHERS, LLMFeatureExtractor, pool_tokens, teacher_settings
 
 WORDS = "a an the one two three red green blue cat cats dog dogs robot robots sitting jumping on grass".split()
 PROMPTS = ["two red cats", "a robot", "three blue dogs jumping on the grass", "one green cat sitting",

@@ -51,17 +51,25 @@ def test_min_snr_weighting(kind):
     sched = _scheduler(kind)
     t = torch.tensor([1, 100, 500, 999])
     w = min_snr_weights(sched, t, gamma=5.0)
-    a = sched.alphas_cumprod[t]
+    a = sched.alphas_cumprod[t].double()
     snr = a / (1 - a)
-    expect = torch.clamp(snr, max=5.0) / (snr if kind == "epsilon" else snr + 1)
-    assert torch.allclose(w, expect)
-    assert w[0] < w[-1] if kind == "epsilon" else True  # low-noise steps are down-weighted
+    assert snr[0] > 5.0 > snr[-1]  # both sides of gamma are exercised
+    # By hand: snr = a / (1 - a), so 1 / snr = (1 - a) / a and 1 / (snr + 1) = 1 - a.
+    if kind == "epsilon":  # min(snr, 5) / snr: 5 (1 - a) / a where clipped, else 1
+        expect = torch.where(snr > 5.0, 5.0 * (1 - a) / a, torch.ones_like(a))
+    else:  # min(snr, 5) / (snr + 1): 5 (1 - a) where clipped, else a
+        expect = torch.where(snr > 5.0, 5.0 * (1 - a), a)
+    assert torch.allclose(w.double(), expect, rtol=1e-4)
+    assert w[-1].item() == pytest.approx(1.0 if kind == "epsilon" else a[-1].item(), rel=1e-4)
     latents, noise = torch.randn(4, 4, 8, 8), torch.randn(4, 4, 8, 8)
     unet = EchoUNet(torch.zeros(4, 4, 8, 8))
-    plain = noise_loss(unet, sched, latents, torch.zeros(4, 2, 3), noise, t)
-    huge_gamma = noise_loss(unet, sched, latents, torch.zeros(4, 2, 3), noise, t, snr_gamma=1e9)
-    if kind == "epsilon":  # gamma above every SNR: weights are 1
-        assert huge_gamma.item() == pytest.approx(plain.item(), rel=1e-5)
+    cond = torch.zeros(4, 2, 3)
+    target = noise if kind == "epsilon" else sched.get_velocity(latents, noise, t)
+    per_sample = target.pow(2).mean(dim=(1, 2, 3)).double()
+    huge_gamma = noise_loss(unet, sched, latents, cond, noise, t, snr_gamma=1e9)
+    # gamma above every SNR: weights 1 for epsilon, alphas_cumprod for a velocity target
+    weights = torch.ones_like(a) if kind == "epsilon" else a
+    assert huge_gamma.item() == pytest.approx((per_sample * weights).mean().item(), rel=1e-4)
 
 
 def test_v_min_snr_starves_the_highest_noise_step_and_gamma_zero_turns_it_off():

@@ -7,8 +7,8 @@ import torch
 
 from eval.palette_distance import palette_distance, toy_palette
 from eval.toy_quality_check import _u8, degradations
-from surlib.toy import world
 from surlib.toy.dataset import rows_to_images, sample_rows
+from surlib.toy.render import COLOR_RGB
 
 
 def _renders(n=40, seed=7):
@@ -17,7 +17,7 @@ def _renders(n=40, seed=7):
 
 def test_palette_holds_object_and_background_colours():
     pal = toy_palette()
-    for rgb in world.COLOR_RGB.values():
+    for rgb in COLOR_RGB.values():
         assert torch.cdist(torch.tensor([rgb]) / 255.0, pal, compute_mode="donot_use_mm_for_euclid_dist").min() < 1e-6
     flat = torch.tensor([[1.0, 1.0, 1.0], [200 / 255] * 3])
     assert torch.cdist(flat, pal, compute_mode="donot_use_mm_for_euclid_dist").min(dim=1).values.max() < 1e-6
@@ -35,7 +35,7 @@ def test_clean_renders_score_low_and_degradations_rank_in_order():
 
 def test_a_flat_palette_image_scores_zero_and_inputs_are_checked():
     img = np.zeros((64, 64, 3), np.uint8)
-    img[:] = world.COLOR_RGB["blue"]
+    img[:] = COLOR_RGB["blue"]
     img[:32] = 255
     assert palette_distance(img) == pytest.approx([0.0], abs=1e-4)
     a = _renders(3)

@@ -1,21 +1,24 @@
-"""Vote statistics: Wilson interval, sign test, summary, Bradley-Terry with bootstrap."""
+"""Vote statistics (eval.stats): Wilson interval, sign test, summary, Bradley-Terry with bootstrap;
+and how the Results tab shows them (surlib.studio.results)."""
 
 import math
 
 import numpy as np
 import pytest
 
-from surlib.studio.preference import (
+from eval.stats import (
     adapter_outcome,
     bootstrap_bradley_terry,
     bradley_terry,
-    category_rows,
     sign_test,
-    summarize,
-    summary_figure,
-    summary_markdown,
+    summarize_votes,
     wilson_interval,
 )
+from surlib.studio.results import category_rows, summary_figure, summary_markdown
+
+
+def _bar_heights(ax):
+    return [p.get_height() for p in ax.patches]
 
 
 def _wilson_by_hand(k, n, z=1.959963984540054):
@@ -66,7 +69,7 @@ def test_summarize_counts_shares_and_categories():
     votes = ([_vote("left", "left", "count")] * 6 + [_vote("left", "right", "count")] * 2
              + [_vote("right", "right", "color")] * 3 + [_vote("tie", "left", "color")] * 2
              + [_vote("both_bad", "right", None, prompt_id=None)])
-    s = summarize(votes)
+    s = summarize_votes(votes)
     o = s["overall"]
     assert (o["adapter_wins"], o["baseline_wins"], o["ties"], o["both_bad"]) == (9, 2, 2, 1)
     assert o["decisive"] == 11 and o["votes"] == 14
@@ -85,13 +88,18 @@ def test_summarize_counts_shares_and_categories():
     assert "81.8%" in md and "Wilson" in md and "sign test" in md
     fig = summary_figure(s)
     assert len(fig.axes) == 2
+    assert _bar_heights(fig.axes[0]) == [9, 2, 2, 1]  # adapter, baseline, tie, both bad
+    shown = [t.get_text() for t in fig.axes[1].get_xticklabels()]
+    assert shown == ["color", "count"]  # only categories with decisive votes get a win rate
 
 
 def test_summary_without_votes():
-    s = summarize([])
+    s = summarize_votes([])
     assert s["overall"]["decisive"] == 0 and math.isnan(s["overall"]["win_rate"])
     assert "No votes yet" in summary_markdown(s)
-    summary_figure(s)  # draws an empty chart without error
+    fig = summary_figure(s)  # one panel of four empty bars, no per-category panel
+    assert len(fig.axes) == 1 and _bar_heights(fig.axes[0]) == [0, 0, 0, 0]
+    assert fig.axes[0].get_title() == "0 votes"
 
 
 def _simulated_votes(strengths, n, seed=0):
@@ -141,7 +149,7 @@ def test_bradley_terry_unbeaten_system_stays_finite():
 def test_summarize_adds_bradley_terry_for_more_than_two_systems():
     votes = [_vote("left", "left")] * 5 + [_vote("right", "right")] * 3 + \
             [{"left_system": "other", "right_system": "m:baseline", "choice": "left", "adapter_side": None}] * 4
-    s = summarize(votes, bt_rounds=20)
+    s = summarize_votes(votes, bt_rounds=20)
     assert s["bradley_terry"] is not None
     assert {r["system"] for r in s["bradley_terry"]} == {"m:sur-adapter", "m:baseline", "other"}
     assert s["overall"]["decisive"] == 8  # the win rate only counts adapter-vs-baseline pairs

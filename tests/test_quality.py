@@ -1,4 +1,5 @@
-"""BRISQUE: ordering on a synthetic natural-looking image, range/shape errors, offline weights."""
+"""BRISQUE: ordering on a synthetic natural-looking image, the fast path against piq (and the piq
+internals it relies on), range/shape errors, offline weights."""
 
 import shutil
 
@@ -7,13 +8,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from eval import quality
-from eval.quality import WEIGHTS_NAME, as_unit_batch, brisque, brisque_scores, ensure_brisque_weights
-from eval.quality import synthetic_natural_image as natural_image
+from eval.brisque import brisque, brisque_scores
+from eval.brisque_weights import DEFAULT_SHARED, ENV_WEIGHTS, WEIGHTS_NAME, ensure_brisque_weights
+from eval.image_batch import as_unit_batch
+from eval.synthetic_image import synthetic_natural_image as natural_image
 
 torch.set_num_threads(1)
 
-SHARED = quality.DEFAULT_SHARED / WEIGHTS_NAME
+SHARED = DEFAULT_SHARED / WEIGHTS_NAME
 
 
 @pytest.fixture(autouse=True)
@@ -21,7 +23,7 @@ def _private_torch_home(tmp_path_factory, monkeypatch):
     """Each test sees its own torch hub cache, so nothing is written to the user's."""
     home = tmp_path_factory.mktemp("torch_home")
     monkeypatch.setenv("TORCH_HOME", str(home))
-    monkeypatch.delenv(quality.ENV_WEIGHTS, raising=False)
+    monkeypatch.delenv(ENV_WEIGHTS, raising=False)
     return home
 
 
@@ -58,6 +60,26 @@ def test_fast_path_matches_piq():
     for batch in (torch.cat([x, gaussian_blur(x), with_noise(x)]), odd):
         fast, ref = brisque(batch, impl="fast"), brisque(batch, impl="piq")
         assert torch.allclose(fast, ref, atol=0.05), (fast, ref)
+
+
+def test_piq_internals_of_the_fast_path_are_where_it_expects_them():
+    """The fast path imports these private piq names; a piq release that moves or changes them
+    must fail here (and in test_fast_path_matches_piq), not silently change BRISQUE scores."""
+    import inspect
+
+    import piq
+    from piq.brisque import _scale_features, _score_svr
+    from piq.functional.resize import get_weight
+
+    from eval import brisque as fast
+
+    assert piq.__version__.startswith("0.8."), piq.__version__
+    assert {"kernel", "antialiasing_factor"} <= set(inspect.signature(get_weight).parameters)
+    assert _scale_features(torch.zeros(1, 36)).shape == (1, 36)
+    svr = inspect.getsource(_score_svr)
+    assert f"gamma = {fast._SVR_GAMMA}" in svr and f"rho = {fast._SVR_RHO}" in svr
+    defaults = inspect.signature(piq.brisque).parameters
+    assert (defaults["kernel_size"].default, defaults["kernel_sigma"].default) == (fast.KERNEL_SIZE, fast.KERNEL_SIGMA)
 
 
 @needs_weights
@@ -111,7 +133,7 @@ def test_missing_weights_name_both_places(tmp_path, _private_torch_home):
         ensure_brisque_weights(shared=tmp_path / "nowhere")
     msg = str(e.value)
     assert str(_private_torch_home) in msg and str(tmp_path / "nowhere") in msg
-    assert quality.ENV_WEIGHTS in msg
+    assert ENV_WEIGHTS in msg
 
 
 @needs_weights
@@ -119,14 +141,14 @@ def test_weights_are_verified_and_installed(tmp_path, monkeypatch, _private_torc
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / WEIGHTS_NAME).write_bytes(b"not weights")
-    monkeypatch.setenv(quality.ENV_WEIGHTS, str(bad))
+    monkeypatch.setenv(ENV_WEIGHTS, str(bad))
     with pytest.raises(ValueError, match="sha256"):
         ensure_brisque_weights()
     good = tmp_path / "good"
     good.mkdir()
     shutil.copy(SHARED, good / WEIGHTS_NAME)
-    monkeypatch.setenv(quality.ENV_WEIGHTS, str(good / WEIGHTS_NAME))
+    monkeypatch.setenv(ENV_WEIGHTS, str(good / WEIGHTS_NAME))
     path = ensure_brisque_weights()
     assert path == _private_torch_home / "hub" / "checkpoints" / WEIGHTS_NAME and path.is_file()
-    monkeypatch.delenv(quality.ENV_WEIGHTS)
+    monkeypatch.delenv(ENV_WEIGHTS)
     assert ensure_brisque_weights(shared=tmp_path / "nowhere") == path  # found in the cache now

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from eval.suites import CATEGORIES, SUITES_DIR, load_suite, parse_rows
+from eval.suites import SUITES_DIR, load_suite, parse_rows
+from surlib.names import CATEGORIES
 
 
 def _row(**kw):
@@ -46,13 +47,15 @@ def test_paper_example_is_in_the_real_suite():
 def test_toy_schema_rows_load(tmp_path):
     """Rows as the toy world's test split will produce them: expectation with count/color/kind/action,
     no VQA questions needed by the toy judge."""
-    world = pytest.importorskip("surlib.toy.world")
-    scenes = [s for s in world.scenes("test")][:6]
+    from surlib.toy.prompts import complex_prompt, simple_prompt
+    from surlib.toy.scene import scenes as toy_scenes
+
+    scenes = toy_scenes("test")[:6]
     rows = []
     for i, sc in enumerate(scenes):
         cat = CATEGORIES[i % 3]
-        rows.append({"id": f"toy-{i:04d}", "category": cat, "prompt": world.simple_prompt(sc),
-                     "complex_prompt": world.complex_prompt(sc), "expect": sc.to_dict()})
+        rows.append({"id": f"toy-{i:04d}", "category": cat, "prompt": simple_prompt(sc),
+                     "complex_prompt": complex_prompt(sc), "expect": sc.to_dict()})
     suite = load_suite(_write(tmp_path, rows))
     assert len(suite) == 6 and suite.rows[0].object == scenes[0].kind
     assert suite.rows[1].target == scenes[1].color

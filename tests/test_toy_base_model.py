@@ -25,17 +25,20 @@ def test_shipped_scheduler_matches_the_last_unet_training_run():
 @pytest.mark.skipif(not (ASSETS / "unet" / "config.json").exists(), reason="toy weights not trained")
 def test_toy_preset_traces_its_unet_on_cpu_with_identical_images():
     import numpy as np
+    from diffusers import UNet2DConditionModel
 
     from surlib.presets import load_preset
-    from surlib.toy.traced_unet import untrace_unet
+    from surlib.toy.traced_unet import TracedUNet
 
     pipe = load_preset("toy", device="cpu")
     pipe.set_progress_bar_config(disable=True)
-    assert pipe.sd.unet._eager_forward is not None
+    assert isinstance(pipe.sd.unet, TracedUNet)
     traced = pipe.generate_pair("two red cats sitting on the grass", seed=3, steps=3, output_type="np")
     assert len(pipe.sd.unet._traces) == 1
-    untrace_unet(pipe.sd.unet)
-    eager = pipe.generate_pair("two red cats sitting on the grass", seed=3, steps=3, output_type="np")
+    plain = load_preset("toy", device="cpu", traced=False)
+    plain.set_progress_bar_config(disable=True)
+    assert type(plain.sd.unet) is UNet2DConditionModel
+    eager = plain.generate_pair("two red cats sitting on the grass", seed=3, steps=3, output_type="np")
     for v in ("baseline", "adapter"):
         np.testing.assert_allclose(traced.images[v], eager.images[v], atol=1e-5)
 
@@ -117,10 +120,11 @@ def test_toy_base_eval_reports_count_accuracy_per_true_count():
 
     import numpy as np
 
-    from eval.toy_base import evaluate, test_rows
+    from eval.toy_base import evaluate
+    from surlib.toy.suite import combination_rows
 
-    rows = [r for r in test_rows("test") if r["scene"].count == 1][:1] + \
-        [r for r in test_rows("test") if r["scene"].count == 3][:3]
+    rows = [r for r in combination_rows("test") if r["scene"].count == 1][:1] + \
+        [r for r in combination_rows("test") if r["scene"].count == 3][:3]
 
     class FakeSD:
         def set_progress_bar_config(self, **_):

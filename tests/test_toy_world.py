@@ -10,30 +10,18 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from surlib.toy import world as W
-from surlib.toy.dataset import (
-    METADATA_KEYS,
-    ToyStream,
-    export_imagefolder,
-    read_metadata,
-    rows_to_images,
-    sample_rows,
-)
-from surlib.toy.world import (
-    ACTIONS,
-    BACKGROUNDS,
-    COLORS,
-    COUNTS,
-    KINDS,
-    Scene,
-    complex_prompt,
-    render,
-    render_array,
-    render_batch,
-    scenes,
-    simple_prompt,
-    split_of,
-)
+from surlib.toy import prompts as P
+from surlib.toy import scene as S
+from surlib.toy.dataset import METADATA_KEYS, export_imagefolder, rows_to_images, sample_rows
+from surlib.toy.prompts import complex_prompt, simple_prompt
+from surlib.toy.render import (COLOR_RGB, MIN_GAP, _sprite, background, object_boxes, render, render_array,
+                               render_batch, sprite_mask)
+from surlib.toy.scene import ACTIONS, BACKGROUNDS, COLORS, COUNTS, KINDS, Scene, scenes, split_of
+
+
+def read_rows(folder):
+    """The rows of an exported metadata.jsonl, as json."""
+    return [json.loads(line) for line in (folder / "metadata.jsonl").read_text().splitlines()]
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -41,8 +29,8 @@ from surlib.toy.world import (
 def object_mask(img: np.ndarray, scene: Scene) -> np.ndarray:
     """Pixels that are (mostly) object colour: fit img = bg + a * (col - bg) per pixel and
     keep a > 0.5 with a small residual (this excludes the grey jump shadows)."""
-    bg = W._background(scene.background)
-    col = np.asarray(W.COLOR_RGB[scene.color], np.float32)
+    bg = background(scene.background)
+    col = np.asarray(COLOR_RGB[scene.color], np.float32)
     d = col - bg
     p = img.astype(np.float32) - bg
     a = (p * d).sum(-1) / (d * d).sum(-1)
@@ -60,21 +48,21 @@ def n_components(img: np.ndarray, scene: Scene) -> int:
 def test_vocabularies_meet_the_spec():
     assert COUNTS == (1, 2, 3, 4, 5)
     assert len(COLORS) >= 6 and len(KINDS) >= 3 and len(ACTIONS) >= 4 and len(BACKGROUNDS) >= 3
-    for table in (W.COLOR_WORDS, W.COLOR_RGB):
+    for table in (P.COLOR_WORDS, COLOR_RGB):
         assert set(table) == set(COLORS)
-    assert set(W.KIND_WORDS) == set(KINDS) and set(W.ACTION_WORDS) == set(ACTIONS)
-    assert set(W.BACKGROUND_WORDS) == set(BACKGROUNDS) and set(W.NUMBER_WORDS) == set(COUNTS)
-    assert len(W.SIMPLE_TEMPLATES) >= 10
+    assert set(P.KIND_WORDS) == set(KINDS) and set(P.ACTION_WORDS) == set(ACTIONS)
+    assert set(P.BACKGROUND_WORDS) == set(BACKGROUNDS) and set(P.NUMBER_WORDS) == set(COUNTS)
+    assert len(P.SIMPLE_TEMPLATES) >= 10
 
 
 def test_object_colours_are_far_from_each_other_and_from_every_background():
-    rgb = {c: np.asarray(v, float) for c, v in W.COLOR_RGB.items()}
+    rgb = {c: np.asarray(v, float) for c, v in COLOR_RGB.items()}
     for a in COLORS:
         for b in COLORS:
             if a < b:
                 assert np.linalg.norm(rgb[a] - rgb[b]) > 80, (a, b)
         for bg in BACKGROUNDS:
-            pix = W._background(bg).reshape(-1, 3)
+            pix = background(bg).reshape(-1, 3)
             assert np.linalg.norm(pix - rgb[a], axis=1).min() > 120, (a, bg)
 
 
@@ -91,7 +79,7 @@ def test_scene_validates_and_round_trips():
         Scene(1, "red", "robot", "dancing")
     with pytest.raises(Exception):
         s.count = 2  # frozen
-    assert len(W.all_scenes()) == len(COUNTS) * len(COLORS) * len(KINDS) * len(ACTIONS) * len(BACKGROUNDS)
+    assert len(S.all_scenes()) == len(COUNTS) * len(COLORS) * len(KINDS) * len(ACTIONS) * len(BACKGROUNDS)
 
 
 # ----------------------------------------------------------------------------- rendering
@@ -130,7 +118,7 @@ def test_layout_boxes_are_inside_and_do_not_overlap():
     for _ in range(150):
         s = Scene(int(rng.choice(COUNTS)), "red", KINDS[int(rng.integers(3))],
                   ACTIONS[int(rng.integers(4))])
-        boxes = W.object_boxes(s, int(rng.integers(1 << 30)))
+        boxes = object_boxes(s, int(rng.integers(1 << 30)))
         assert len(boxes) == s.count
         for x0, y0, x1, y1 in boxes:
             assert 0 <= x0 < x1 <= 64 and 0 <= y0 < y1 <= 64
@@ -138,18 +126,18 @@ def test_layout_boxes_are_inside_and_do_not_overlap():
         for i, a in enumerate(boxes):
             for b in boxes[i + 1:]:
                 sep = max(b[0] - a[2], a[0] - b[2], b[1] - a[3], a[1] - b[3])
-                assert sep >= W.MIN_GAP
+                assert sep >= MIN_GAP
 
 
 def test_action_silhouettes_differ_in_shape():
     """The action is carried by the overall silhouette: lying is wide and flat, sitting is
     compact, standing/jumping are tall (jumping adds a shadow below a gap)."""
     for kind in KINDS:
-        asp = {a: (lambda m: m.shape[1] / m.shape[0])(W.sprite_mask(kind, a)) for a in ACTIONS}
+        asp = {a: (lambda m: m.shape[1] / m.shape[0])(sprite_mask(kind, a)) for a in ACTIONS}
         assert asp["lying"] > 1.8, kind
         assert asp["lying"] > max(asp["standing"], asp["sitting"]) + 0.5, kind
         # jumping: an empty band of rows between the figure and its shadow
-        alpha, shadow = W._sprite(kind, "jumping", 3, False)
+        alpha, shadow = _sprite(kind, "jumping", 3, False)
         rows = (alpha.max(1) > 0.05) | (shadow.max(1) > 0.05)
         assert not rows.all(), kind
 
@@ -162,17 +150,17 @@ def test_pixels_show_the_scene_colour_and_background():
         m = object_mask(img, s)
         assert m.sum() > 60
         mean = img[m].astype(float).mean(0)
-        dists = {c: np.linalg.norm(mean - np.asarray(v)) for c, v in W.COLOR_RGB.items()}
+        dists = {c: np.linalg.norm(mean - np.asarray(v)) for c, v in COLOR_RGB.items()}
         assert min(dists, key=dists.get) == color
         corner = img[0, 0].astype(float)
-        assert np.abs(corner - W._background(bg)[0, 0]).max() <= 1
+        assert np.abs(corner - background(bg)[0, 0]).max() <= 1
 
 
 # ----------------------------------------------------------------------------- splits
 
 def test_splits_partition_combinations_deterministically():
-    by_split = {sp: set(W.combos(sp)) for sp in W.SPLITS}
-    all_combos = {s.combo for s in W.all_scenes()}
+    by_split = {sp: set(S.combos(sp)) for sp in S.SPLITS}
+    all_combos = {s.combo for s in S.all_scenes()}
     assert set().union(*by_split.values()) == all_combos
     assert not (by_split["train"] & by_split["test"])
     assert not (by_split["train"] & by_split["validation"])
@@ -197,7 +185,7 @@ def test_splits_partition_combinations_deterministically():
 def test_split_assignment_is_pinned():
     """Published split membership must not drift (the test set must stay unseen)."""
     from collections import Counter
-    counts = Counter(split_of(c) for c in W.combos())
+    counts = Counter(split_of(c) for c in S.combos())
     assert counts == {"train": 286, "validation": 32, "test": 42}
 
 
@@ -225,7 +213,7 @@ def test_canonical_prompts():
 
 def test_simple_prompts_carry_exactly_the_scene():
     rng = np.random.default_rng(0)
-    all_s = W.all_scenes()
+    all_s = S.all_scenes()
     for i in rng.integers(len(all_s), size=1500):
         s = all_s[int(i)]
         text = simple_prompt(s, rng)
@@ -237,14 +225,14 @@ def test_simple_prompts_carry_exactly_the_scene():
         else:
             assert nums == {s.count}, text
         colors = [c for c in COLORS if any(re.search(rf"\b{re.escape(p)}\b", text)
-                                           for p in W.COLOR_WORDS[c])]
+                                           for p in P.COLOR_WORDS[c])]
         assert colors == [s.color], text
         kinds = [k for k in KINDS if any(re.search(rf"\b{re.escape(p)}\b", text)
-                                         for pair in W.KIND_WORDS[k] for p in pair)]
+                                         for pair in P.KIND_WORDS[k] for p in pair)]
         assert kinds == [s.kind], text
         acts = {ACTION_KEYWORDS[w] for w in ws if w in ACTION_KEYWORDS}
         assert acts == {s.action}, text
-        bgs = [b for b in BACKGROUNDS if any(p.lower() in text.lower() for p in W.BACKGROUND_WORDS[b])]
+        bgs = [b for b in BACKGROUNDS if any(p.lower() in text.lower() for p in P.BACKGROUND_WORDS[b])]
         assert bgs == [s.background], text
         assert not re.search(r"\ba [aeiou]", text.lower()), text  # "an orange", not "a orange"
         assert not re.search(r"\d", text), text  # narrative: no digits
@@ -253,14 +241,14 @@ def test_simple_prompts_carry_exactly_the_scene():
 
 def test_complex_prompts_are_tag_spells():
     rng = np.random.default_rng(1)
-    for s in W.all_scenes()[::7]:
+    for s in S.all_scenes()[::7]:
         text = complex_prompt(s, rng)
         tags = text.split(", ")
-        noun = W.KIND_TAGS[s.kind][0 if s.count == 1 else 1]
+        noun = P.KIND_TAGS[s.kind][0 if s.count == 1 else 1]
         assert f"{s.count} {noun}" in tags, text
-        assert s.color in tags and W.ACTION_TAGS[s.action] in tags, text
-        assert W.BACKGROUND_TAGS[s.background] in tags, text
-        style = [t for t in tags if t in W.STYLE_TAGS]
+        assert s.color in tags and P.ACTION_TAGS[s.action] in tags, text
+        assert P.BACKGROUND_TAGS[s.background] in tags, text
+        style = [t for t in tags if t in P.STYLE_TAGS]
         assert 1 <= len(style) == len(tags) - 4, text
         assert len(set(tags)) == len(tags)
         other = [c for c in COLORS if c != s.color]
@@ -291,16 +279,6 @@ def test_sample_rows_is_deterministic_and_respects_the_split():
     assert all(r.simple == simple_prompt(r.scene) for r in canon)
 
 
-def test_stream_yields_batches():
-    stream = ToyStream("train", batch_size=8, seed=1)
-    x1, r1 = next(stream)
-    x2, r2 = next(stream)
-    assert x1.shape == (8, 64, 64, 3) and x1.dtype == np.uint8 and len(r1) == 8
-    assert r1 != r2
-    again, ra = next(ToyStream("train", batch_size=8, seed=1))
-    assert np.array_equal(again, x1) and ra == r1
-
-
 def test_imagefolder_export_round_trip(tmp_path):
     meta = export_imagefolder(tmp_path / "toy", "validation", 12, seed=5)
     assert meta == tmp_path / "toy" / "metadata.jsonl"
@@ -314,8 +292,8 @@ def test_imagefolder_export_round_trip(tmp_path):
         assert d["split"] == "validation" and d["seed"] == row.seed
         img = np.asarray(Image.open(tmp_path / "toy" / d["file_name"]))
         assert np.array_equal(img, render_array(Scene.from_dict(d), d["seed"]))
-    back = read_metadata(tmp_path / "toy")
-    assert [r["scene"] for r in back] == [r.scene for r in rows]
+    back = read_rows(tmp_path / "toy")
+    assert [Scene.from_dict(r) for r in back] == [r.scene for r in rows]
     assert all(set(METADATA_KEYS) <= set(r) for r in back)
 
 
@@ -323,6 +301,6 @@ def test_make_toy_data_cli(tmp_path, capsys):
     from train.make_toy_data import main
     assert main(["--split", "test", "--n", "4", "--seed", "1", "--out", str(tmp_path / "t"),
                  "--quiet"]) == 0
-    rows = read_metadata(tmp_path / "t" / "metadata.jsonl")
+    rows = read_rows(tmp_path / "t")
     assert len(rows) == 4 and all(r["split"] == "test" for r in rows)
     assert len(list((tmp_path / "t").glob("*.png"))) == 4

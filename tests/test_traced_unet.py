@@ -4,7 +4,7 @@ import pytest
 import torch
 from diffusers import UNet2DConditionModel
 
-from surlib.toy.traced_unet import trace_unet, untrace_unet
+from surlib.toy.traced_unet import TracedUNet
 
 
 @pytest.fixture()
@@ -28,28 +28,36 @@ def test_trace_matches_eager_per_shape_and_follows_weight_changes(unet):
     with torch.no_grad():
         eager2 = unet(x2, t, encoder_hidden_states=c2).sample
         eager3 = unet(x3, t, encoder_hidden_states=c3).sample
-        trace_unet(unet)
-        assert torch.allclose(unet(x2, t, encoder_hidden_states=c2).sample, eager2, atol=1e-6)
-        assert torch.allclose(unet(x3, t, c3, return_dict=False)[0], eager3, atol=1e-6)
-        assert len(unet._traces) == 2  # one trace per input shape
+        traced_unet = TracedUNet(unet)
+        assert torch.allclose(traced_unet(x2, t, encoder_hidden_states=c2).sample, eager2, atol=1e-6)
+        assert torch.allclose(traced_unet(x3, t, c3, return_dict=False)[0], eager3, atol=1e-6)
+        assert len(traced_unet._traces) == 2  # one trace per input shape
         unet.conv_in.weight.mul_(1.5)  # weights are shared with the trace, not copied
-        traced = unet(x2, t, encoder_hidden_states=c2).sample
-        untrace_unet(unet)
+        traced = traced_unet(x2, t, encoder_hidden_states=c2).sample
         assert torch.allclose(traced, unet(x2, t, encoder_hidden_states=c2).sample, atol=1e-6)
         assert not torch.allclose(traced, eager2, atol=1e-3)
-    assert "forward" not in vars(unet)  # untraced: the class's own forward again
+    assert "forward" not in vars(unet)  # the eager UNet is left as it was: nothing patched
+
+
+def test_it_offers_the_unet_interface_a_pipeline_reads(unet):
+    traced_unet = TracedUNet(unet)
+    assert traced_unet.config is unet.config and traced_unet.config.in_channels == 4
+    assert (traced_unet.dtype, traced_unet.device) == (torch.float32, torch.device("cpu"))
+    assert [p is q for p, q in zip(traced_unet.parameters(), unet.parameters())] == [True] * len(list(unet.parameters()))
 
 
 def test_gradients_training_mode_and_extra_arguments_stay_eager(unet):
     x, t, c = _inputs(2)
-    trace_unet(unet)
+    traced_unet = TracedUNet(unet)
     text = c.clone().requires_grad_(True)
-    unet(x, t, encoder_hidden_states=text).sample.sum().backward()
+    traced_unet(x, t, encoder_hidden_states=text).sample.sum().backward()
     assert text.grad is not None and text.grad.abs().sum() > 0
     with torch.no_grad():
-        unet(x, torch.tensor([5, 9]), encoder_hidden_states=c)  # per-item timesteps
-        unet(x, t, encoder_hidden_states=c, cross_attention_kwargs={"scale": 1.0})
-        unet.train()
-        unet(x, t, encoder_hidden_states=c)
-    assert unet._traces == {}
-    assert trace_unet(unet) is unet and unet._traces == {}  # tracing twice keeps one wrapper
+        traced_unet(x, torch.tensor([5, 9]), encoder_hidden_states=c)  # per-item timesteps
+        traced_unet(x, t, encoder_hidden_states=c, cross_attention_kwargs={"scale": 1.0})
+        traced_unet.train()
+        traced_unet(x, t, encoder_hidden_states=c)
+        assert traced_unet._traces == {}
+        traced_unet.eval()  # back in eval mode, a plain call is traced again
+        traced_unet(x, t, encoder_hidden_states=c)
+    assert len(traced_unet._traces) == 1

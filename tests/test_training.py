@@ -14,7 +14,9 @@ from test_data import make_surd_folder
 
 from surlib import SURAdapter
 from surlib.data import RowsDataset
-from surlib.training import Frozen, _make_adapter, encode_prompts, find_checkpoint, make_config, train
+from surlib.training import Frozen, encode_prompts, find_checkpoint, make_config, train
+from surlib.training.checkpoints import prune_checkpoints
+from surlib.training.loop import _make_adapter
 
 TINY_YAML = Path(__file__).resolve().parents[1] / "train" / "configs" / "tiny.yaml"
 
@@ -170,6 +172,24 @@ def test_config_errors_are_clear(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a training checkpoint"):
         find_checkpoint(tmp_path, str(tmp_path))
     assert find_checkpoint(tmp_path, "latest") is None
+    loose = make_config(TINY_YAML, resume="none", validation_seeds=3, max_steps="1e3", output_dir=2024)
+    assert (loose.resume, loose.validation_seeds, loose.max_steps, loose.output_dir) == (None, [3], 1000, "2024")
+    with pytest.raises(ValueError, match="'lr' expects float, got True"):
+        make_config(TINY_YAML, lr=True)
+    with pytest.raises(ValueError, match="'base' cannot be null"):
+        make_config(TINY_YAML, base=None)
+
+
+def test_latest_checkpoint_and_pruning_skip_unfinished_folders(tmp_path):
+    ckdir = tmp_path / "checkpoints"
+    for name in ("checkpoint-2", "checkpoint-10", "checkpoint-4", ".tmp-checkpoint-12", "checkpoint-x"):
+        (ckdir / name).mkdir(parents=True)
+        (ckdir / name / "trainer_state.json").write_text("{}")
+    (ckdir / "checkpoint-6").mkdir()  # no trainer_state.json: torn, never "latest"
+    assert find_checkpoint(tmp_path, "latest").name == "checkpoint-10"
+    prune_checkpoints(tmp_path, 2)
+    assert sorted(p.name for p in ckdir.iterdir()) == [".tmp-checkpoint-12", "checkpoint-10", "checkpoint-6",
+                                                       "checkpoint-x"]
 
 
 def test_continue_from_a_saved_adapter_checks_both_widths(adapter_folder):

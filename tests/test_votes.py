@@ -10,9 +10,12 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from surlib.studio.settings import AppConfig, ConfigError, default_data_dir
-from surlib.studio.studio import BUILTIN_PROMPTS, NO_REPORT, Studio, example_prompts, latest_report, load_suites, vote_pool
 from surlib.pipeline import Generation
+from surlib.studio.markdown import md_escape
+from surlib.studio.prompts import BUILTIN_PROMPTS, example_prompts, load_suites, vote_pool
+from surlib.studio.report import NO_REPORT, latest_report, report_page
+from surlib.studio.settings import AppConfig, ConfigError, default_data_dir
+from surlib.studio.studio import Studio
 from surlib.studio.sync import VoteExporter, start_sync
 from surlib.studio.votes import (
     AlreadyVoted,
@@ -23,9 +26,9 @@ from surlib.studio.votes import (
     UnknownBattle,
     VoteStore,
     WrongSession,
+    check_choice,
     hash_session,
     new_battle_id,
-    normalize_choice,
 )
 
 
@@ -73,7 +76,7 @@ def test_vote_round_trip_keeps_everything(store):
 
 
 @pytest.mark.parametrize("choice,winner", [("left", "m:sur-adapter"), ("right", "m:baseline"),
-                                           ("tie", "tie"), ("both_bad", "both_bad"), ("Both bad", "both_bad")])
+                                           ("tie", "tie"), ("both_bad", "both_bad")])
 def test_choices(store, choice, winner):
     b = store.add_battle(_battle())
     assert store.record_vote(b.battle_id, choice, "s1")["winner"] == winner
@@ -152,10 +155,13 @@ def test_session_hash_is_salted_sha256():
     assert hash_session("abc", "other") != h and hash_session(None, "salt") == hash_session("anonymous", "salt")
 
 
-def test_choice_aliases():
-    assert normalize_choice("LEFT") == "left" and normalize_choice("both-bad") == "both_bad"
-    with pytest.raises(BadChoice):
-        normalize_choice(None)
+def test_only_the_four_choices_are_accepted(store):
+    assert [check_choice(c) for c in ("left", "right", "tie", "both_bad")] == ["left", "right", "tie", "both_bad"]
+    b = store.add_battle(_battle())
+    for other in ("LEFT", "both-bad", "Both bad", "a", " left", None, 1):
+        with pytest.raises(BadChoice, match="choice must be one of left, right, tie, both_bad"):
+            store.record_vote(b.battle_id, other, "s1")
+    assert store.vote_count() == 0
 
 
 def test_csv_export(store, tmp_path):
@@ -207,7 +213,11 @@ def test_studio_compare_validates(studio):
     gen = studio.compare("two cats", "", 3, 2, 4.0)
     assert gen.images["baseline"].getpixel((0, 0)) == (255, 0, 0)
     assert studio.fake.calls[-1] == ("two cats", 3, 2, 4.0, None)
-    assert "s" in studio.timing_markdown(gen)
+    gen.timings["wall_s"] = 1.2345
+    assert studio.timing_markdown(gen) == ("Generated both images in **1.23 s** (one batched pass, seed 3, "
+                                           "2 steps, guidance 4).")
+    gen.nsfw = {"baseline": False, "adapter": True}
+    assert studio.timing_markdown(gen).endswith(" The safety checker blanked: adapter.")
     for args, msg in [(("", None, 1, 2, 4.0), "prompt"), (("x" * 501, None, 1, 2, 4.0), "at most 500"),
                       (("a", None, "abc", 2, 4.0), "seed"), (("a", None, -1, 2, 4.0), "seed"),
                       (("a", None, None, 2, 4.0), "seed"), (("a", None, 1.5, 2, 4.0), "seed"),
@@ -317,6 +327,12 @@ def test_latest_report(tmp_path):
     assert [f.name for f in rep.figures] == ["b.png", "a.png"]  # referenced first
     assert "![" not in rep.markdown and "figure: win rates" in rep.markdown
     assert "eval.run" in NO_REPORT
+    (new / "broken.png").write_text("not a png")
+    text, figures = report_page(runs)
+    assert text.startswith(f"*Report: `{new / 'report.md'}`*") and "figure: win rates" in text
+    assert [name for _, name in figures] == ["b.png", "a.png"]  # the unreadable one is left out
+    assert figures[0][0].mode == "RGB" and figures[0][0].size == (4, 4)
+    assert report_page(tmp_path / "none") == (NO_REPORT, [])
 
 
 # ----------------------------------------------------------------------------- export and config
@@ -405,6 +421,7 @@ def test_gpu_decorator_is_a_no_op_without_the_spaces_package():
 def test_typed_prompts_are_shown_literally():
     md = Studio.battle_markdown({"prompt": "two *red* cats [x](javascript:y) <b>", "category": None})
     assert "\\*red\\*" in md and "\\[x\\]" in md and "\\<b\\>" in md
+    assert md_escape("a_b|c#d`e~") == "a\\_b\\|c\\#d\\`e\\~"
 
 
 def test_stores_opened_at_once_on_a_new_file_all_open(tmp_path):

@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from surlib.toy.dataset import export_imagefolder  # noqa: E402
-from surlib.toy.world import SPLITS  # noqa: E402
+from surlib.toy.scene import SPLITS  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from surlib.training import TrainConfig, load_yaml, make_config, train  # noqa: E402
+from surlib.training import TrainConfig, config_keys, load_yaml, make_config, train  # noqa: E402
 
 
 def _yaml_value(text: str):
@@ -55,7 +55,7 @@ def parse_config(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.N
         if not sep:
             ap.error(f"--set expects KEY=VALUE, got {item!r}")
         values[key.strip().replace("-", "_")] = _yaml_value(value)
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    names = set(config_keys())
     values.update({k: v for k, v in vars(args).items() if k in names})
     try:
         return make_config(values), args

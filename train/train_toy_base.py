@@ -31,17 +31,13 @@ from tqdm.auto import tqdm
 
 from surlib.losses import noise_loss
 from surlib.minilm import MINILM_DEPTH
-from surlib.toy import world
 from surlib.toy.base_model import (ASSETS, assemble, build_scheduler, build_toy_unet,
                                    build_toy_vae, load_scheduler, save_text_encoder_layers,
                                    text_encoder_layers)
-
-
-def sample_rows(split: str, n: int, rng: np.random.Generator):
-    """n random (scene, render seed) rows of a split."""
-    pool = world.scenes(split)
-    idx = rng.integers(0, len(pool), n)
-    return [pool[i] for i in idx], rng.integers(0, 2**31 - 1, n)
+from surlib.toy.dataset import sample_scenes
+from surlib.toy.prompts import complex_prompt, simple_prompt
+from surlib.toy.render import render_batch
+from surlib.toy.scene import scenes as split_scenes
 
 
 def to_pixels(images: np.ndarray) -> torch.Tensor:
@@ -84,8 +80,8 @@ def train_vae(args) -> dict:
     start, step, log = time.time(), 0, []
     bar = tqdm(total=args.max_steps, desc="vae")
     while step < args.max_steps and not _out_of_time(start, args.minutes):
-        scenes, seeds = sample_rows("train", args.batch_size, rng)
-        x = random_crops(to_pixels(world.render_batch(scenes, seeds)), args.crop, rng).to(acc.device)
+        scenes, seeds = sample_scenes(split_scenes("train"), args.batch_size, rng)
+        x = random_crops(to_pixels(render_batch(scenes, seeds)), args.crop, rng).to(acc.device)
         post = vae.encode(x).latent_dist
         rec = vae.decode(post.sample()).sample
         l1 = (rec - x).abs().mean()
@@ -101,9 +97,9 @@ def train_vae(args) -> dict:
             save_grid(torch.cat([x[:8], rec[:8].detach()]), Path(args.work_dir) / f"vae_{step:05d}.png")
     vae = acc.unwrap_model(vae).eval()
     # Latents scaled to unit variance, as SD's VAE scaling factor does for its UNet.
-    scenes, seeds = sample_rows("train", 512, np.random.default_rng(args.seed + 1))
+    scenes, seeds = sample_scenes(split_scenes("train"), 512, np.random.default_rng(args.seed + 1))
     with torch.no_grad():
-        z = vae.encode(to_pixels(world.render_batch(scenes, seeds))).latent_dist.mean
+        z = vae.encode(to_pixels(render_batch(scenes, seeds))).latent_dist.mean
     vae.register_to_config(scaling_factor=float(1.0 / z.std()))
     out = Path(args.out) / "vae"
     vae.save_pretrained(out)
@@ -119,9 +115,9 @@ def build_text_pool(sd, spells: int, captions: int, seed: int) -> dict:
     train scene. Encoding is the costly part on a CPU, so a fixed set of variants per scene is
     made once and reused (the images still vary: see build_latent_pool)."""
     rng = np.random.default_rng(seed)
-    scenes = world.scenes("train")
-    spell = [[world.complex_prompt(s, rng) for _ in range(spells)] for s in scenes]
-    caption = [[world.simple_prompt(s, rng) for _ in range(captions)] for s in scenes]
+    scenes = split_scenes("train")
+    spell = [[complex_prompt(s, rng) for _ in range(spells)] for s in scenes]
+    caption = [[simple_prompt(s, rng) for _ in range(captions)] for s in scenes]
     flat = [p for row in spell for p in row] + [p for row in caption for p in row] + [""]
     emb = torch.cat([_encode(sd, flat[i:i + 256]) for i in tqdm(range(0, len(flat), 256), desc="text")])
     n_sp = len(scenes) * spells
@@ -135,12 +131,12 @@ def build_text_pool(sd, spells: int, captions: int, seed: int) -> dict:
 def build_latent_pool(vae, renders: int, seed: int) -> torch.Tensor:
     """(scenes, renders, 4, 16, 16) scaled VAE latents of `renders` layouts per train scene."""
     rng = np.random.default_rng(seed + 7)
-    scenes = world.scenes("train")
+    scenes = split_scenes("train")
     flat = [s for s in scenes for _ in range(renders)]
     seeds = rng.integers(0, 2**31 - 1, len(flat))
     out = []
     for i in tqdm(range(0, len(flat), 256), desc="latents"):
-        x = to_pixels(world.render_batch(flat[i:i + 256], seeds[i:i + 256]))
+        x = to_pixels(render_batch(flat[i:i + 256], seeds[i:i + 256]))
         out.append(vae.encode(x).latent_dist.mean * vae.config.scaling_factor)
     lat = torch.cat(out)
     return lat.view(len(scenes), renders, *lat.shape[1:])
@@ -245,8 +241,9 @@ def _save_samples(unet, ema, sd, path: Path) -> None:
     ema.copy_to(unet.parameters())
     unet.eval()
     rng = np.random.default_rng(123)
-    scenes = [world.scenes("test")[i] for i in rng.integers(0, len(world.scenes("test")), 8)]
-    prompts = [world.complex_prompt(s) for s in scenes] + [world.simple_prompt(s) for s in scenes]
+    test = split_scenes("test")
+    scenes = [test[i] for i in rng.integers(0, len(test), 8)]
+    prompts = [complex_prompt(s) for s in scenes] + [simple_prompt(s) for s in scenes]
     g = torch.Generator().manual_seed(0)
     imgs = sd(prompts, num_inference_steps=20, guidance_scale=4.0, generator=g, output_type="pt").images
     save_grid(imgs * 2 - 1, path)

@@ -1,1 +1,1 @@
-"""The server behind the app: battles, votes, settings, Spaces sync."""
+"""The server behind the app: Studio, the vote store, prompts, the Results and Eval tabs, settings, sync."""

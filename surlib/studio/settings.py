@@ -39,8 +39,8 @@ from typing import Callable, Mapping
 log = logging.getLogger("surlib.app")
 
 # App defaults per preset; they win over the preset's own (eval) defaults because an interactive
-# click must be quick: tiny is a random plumbing model (noise at any step count), 2 steps keep a
-# Compare click around 1.5 s of CPU; SD presets trade the paper's 50 steps for 25.
+# click must be quick: tiny is a random plumbing model (noise at any step count), so 2 steps
+# (what a click costs: docs/app.md, Bench); SD presets trade the paper's 50 steps for 25.
 PRESET_DEFAULTS: dict[str, tuple[int, float]] = {
     "tiny": (2, 5.0),
     "sd15": (25, 7.5),
@@ -70,27 +70,18 @@ def default_data_dir(env: Mapping[str, str] | None = None) -> Path:
     return Path("outputs") / "sur-studio"
 
 
-def _int(env, name, default, lo=0):
+_KIND_WORD = {int: "an integer", float: "a number"}
+
+
+def _number(env, name, default, lo, kind=int):
+    """env[name] read as `kind` (int or float), at least `lo`; `default` when unset or empty."""
     raw = env.get(name)
     if raw in (None, ""):
         return default
     try:
-        value = int(raw)
+        value = kind(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
-    if value < lo:
-        raise ConfigError(f"{name} must be at least {lo}, got {value}")
-    return value
-
-
-def _float(env, name, default, lo=0.0):
-    raw = env.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+        raise ConfigError(f"{name} must be {_KIND_WORD[kind]}, got {raw!r}") from None
     if value < lo:
         raise ConfigError(f"{name} must be at least {lo}, got {value}")
     return value
@@ -127,30 +118,28 @@ class AppConfig:
         if sync not in ("FULL", "NORMAL", "EXTRA"):
             raise ConfigError(f"SUR_SQLITE_SYNC must be FULL, NORMAL or EXTRA, got {sync!r}")
         suites = tuple(s.strip() for s in env.get("SUR_VOTE_SUITES", "").split(",") if s.strip())
-        steps = env.get("SUR_STEPS")
-        guidance = env.get("SUR_GUIDANCE")
         return cls(
             preset=env.get("SUR_PRESET") or default_preset_name(),
             data_dir=default_data_dir(env),
             runs_dir=Path(env.get("SUR_RUNS_DIR", "runs")),
             suites_dir=Path(env.get("SUR_SUITES_DIR", "assets/suites")),
             vote_suites=suites,
-            steps=_int(env, "SUR_STEPS", None, lo=1) if steps else None,
-            guidance=_float(env, "SUR_GUIDANCE", None) if guidance else None,
-            max_steps=_int(env, "SUR_MAX_STEPS", 50, lo=1),
-            max_prompt_chars=_int(env, "SUR_MAX_PROMPT_CHARS", 500, lo=1),
-            votes_per_minute=_int(env, "SUR_VOTES_PER_MIN", 30, lo=1),
-            votes_per_day=_int(env, "SUR_VOTES_PER_DAY", 1000, lo=1),
-            battle_max_age_s=_float(env, "SUR_BATTLE_MAX_AGE_S", 86400.0, lo=1.0),
+            steps=_number(env, "SUR_STEPS", None, 1),
+            guidance=_number(env, "SUR_GUIDANCE", None, 0.0, float),
+            max_steps=_number(env, "SUR_MAX_STEPS", 50, 1),
+            max_prompt_chars=_number(env, "SUR_MAX_PROMPT_CHARS", 500, 1),
+            votes_per_minute=_number(env, "SUR_VOTES_PER_MIN", 30, 1),
+            votes_per_day=_number(env, "SUR_VOTES_PER_DAY", 1000, 1),
+            battle_max_age_s=_number(env, "SUR_BATTLE_MAX_AGE_S", 86400.0, 1.0, float),
             sqlite_synchronous=sync,
             sync_repo=env.get("SUR_SYNC_REPO") or None,
-            sync_every_min=_float(env, "SUR_SYNC_EVERY_MIN", 10.0, lo=0.1),
+            sync_every_min=_number(env, "SUR_SYNC_EVERY_MIN", 10.0, 0.1, float),
             hf_token=env.get("HF_TOKEN") or None,
             session_salt=env.get("SUR_SESSION_SALT") or None,
-            queue_max_size=_int(env, "SUR_QUEUE_MAX", 64, lo=1),
-            gpu_duration=_int(env, "SUR_GPU_DURATION", 60, lo=1),
+            queue_max_size=_number(env, "SUR_QUEUE_MAX", 64, 1),
+            gpu_duration=_number(env, "SUR_GPU_DURATION", 60, 1),
             server_name=env.get("GRADIO_SERVER_NAME", "0.0.0.0"),
-            server_port=_int(env, "GRADIO_SERVER_PORT", 7860, lo=0),
+            server_port=_number(env, "GRADIO_SERVER_PORT", 7860, 0),
         )
 
     # ------------------------------------------------------------------ derived

@@ -1,7 +1,8 @@
-"""The studio's server side: paired generation, blind pairs, votes, results, the eval report.
+"""The studio's server side: paired generation, blind pairs, votes and their results.
 
 `app.py` only wires Gradio components to a `Studio`; everything that decides something lives
-here (and in `votes.py` / `preference.py`), so it can be tested without a browser.
+here and beside it (`votes.py` the store, `prompts.py` the prompt pool, `results.py` and
+`report.py` what the Results and Eval tabs show), so it can be tested without a browser.
 
 Blindness. `Studio.new_battle` generates baseline and adapter from one seed in one batched pass,
 draws the adapter's side with `secrets`, writes the battle (with the side) to the database and
@@ -13,158 +14,25 @@ vote row, which names the sides.
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import os
-import re
 import secrets
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
-from .votes import Battle, VoteStore, hash_session, new_battle_id
+from eval.stats import summarize_votes
+
+from .markdown import md_escape
+from .prompts import SuitePrompt, example_prompts, load_suites, vote_pool
+from .votes import Battle, VoteStore, hash_session, new_battle_id, write_csv
 
 log = logging.getLogger("surlib.app")
 
 BATTLE_SEED_RANGE = 2**31
 ADAPTER_LABEL = "SUR-adapter"
 BASELINE_LABEL = "baseline"
-
-# Used when no suite file exists yet: short plain-language prompts, the adapter's use case.
-BUILTIN_PROMPTS = (
-    "two red cats sitting",
-    "a blue robot waving",
-    "three green birds flying",
-    "a person running on the beach",
-    "a yellow dog sleeping",
-    "four orange balloons in the sky",
-)
-
-
-# ----------------------------------------------------------------------------- suites
-@dataclass(frozen=True)
-class SuitePrompt:
-    prompt: str
-    prompt_id: str | None = None
-    suite: str | None = None
-    category: str | None = None
-
-
-def load_suites(folder: str | Path) -> dict[str, list[SuitePrompt]]:
-    """{suite name: prompts} from `folder/*.jsonl` ("simple", else "prompt" field of each row).
-
-    Tolerant: a missing folder gives {}, unreadable lines and rows without text are skipped."""
-    folder = Path(folder)
-    suites: dict[str, list[SuitePrompt]] = {}
-    if not folder.is_dir():
-        return suites
-    for path in sorted(folder.glob("*.jsonl")):
-        rows = []
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except OSError as e:
-            log.warning("cannot read suite %s: %s", path, e)
-            continue
-        for n, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                log.warning("%s:%d is not JSON; skipped", path, n)
-                continue
-            if not isinstance(row, dict):
-                continue
-            text = row.get("simple") or row.get("prompt")
-            if not isinstance(text, str) or not text.strip():
-                continue
-            pid = row.get("id", row.get("prompt_id"))
-            cat = row.get("category")
-            rows.append(SuitePrompt(text.strip(), str(pid) if pid is not None else f"{path.stem}:{n}",
-                                    path.stem, str(cat) if cat is not None else None))
-        if rows:
-            suites[path.stem] = rows
-    return suites
-
-
-def vote_pool(suites: dict[str, list[SuitePrompt]], preset: str,
-              wanted: Sequence[str] = ()) -> list[SuitePrompt]:
-    """Prompts the Vote tab draws from: the suites named in `wanted`; else the toy suite for the
-    offline presets (tiny/toy) and the other suites for real models; else all; else built-ins."""
-    if wanted:
-        pool = [p for name in wanted for p in suites.get(name, [])]
-    elif preset in ("toy", "tiny") and "toy" in suites:
-        pool = list(suites["toy"])
-    else:
-        pool = [p for name, rows in suites.items() if name != "toy" for p in rows] or \
-               [p for rows in suites.values() for p in rows]
-    return pool or [SuitePrompt(p, f"builtin:{i}", "builtin", None) for i, p in enumerate(BUILTIN_PROMPTS)]
-
-
-def example_prompts(pool: Sequence[SuitePrompt], k: int = 8) -> list[str]:
-    """Up to k distinct prompts, round-robin over categories so each kind shows up."""
-    by_cat: dict[Any, list[str]] = {}
-    for p in pool:
-        by_cat.setdefault(p.category, [])
-        if p.prompt not in by_cat[p.category]:
-            by_cat[p.category].append(p.prompt)
-    out: list[str] = []
-    while len(out) < k and any(by_cat.values()):
-        for rows in by_cat.values():
-            if rows and len(out) < k:
-                text = rows.pop(0)
-                if text not in out:
-                    out.append(text)
-    return out
-
-
-# ----------------------------------------------------------------------------- eval report
-@dataclass
-class EvalReport:
-    path: Path
-    markdown: str
-    figures: list[Path]
-
-
-_IMG = re.compile(r"!\[([^\]]*)\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
-
-
-def latest_report(runs_dir: str | Path, max_figures: int = 24, max_chars: int = 200_000) -> EvalReport | None:
-    """The newest `runs_dir/*/report.md` (or `runs_dir/report.md`) with its PNG figures.
-
-    Figures referenced by the markdown come first (in order), then other PNGs of the run folder;
-    image links in the text are replaced by a caption, since the page shows the figures itself."""
-    runs_dir = Path(runs_dir)
-    if not runs_dir.is_dir():
-        return None
-    candidates = [p for p in list(runs_dir.glob("*/report.md")) + [runs_dir / "report.md"] if p.is_file()]
-    if not candidates:
-        return None
-    path = max(candidates, key=lambda p: p.stat().st_mtime)
-    text = path.read_text(encoding="utf-8", errors="replace")[:max_chars]
-    folder = path.parent
-    figures: list[Path] = []
-    for _, ref in _IMG.findall(text):
-        fig = (folder / ref).resolve()
-        if fig.suffix.lower() == ".png" and fig.is_file() and fig.is_relative_to(folder.resolve()) \
-                and fig not in figures:
-            figures.append(fig)
-    for fig in sorted(folder.rglob("*.png")):
-        if fig.resolve() not in figures:
-            figures.append(fig.resolve())
-    text = _IMG.sub(lambda m: f"*(figure: {m.group(1) or Path(m.group(2)).name}, shown below)*", text)
-    return EvalReport(path, text, figures[:max_figures])
-
-
-NO_REPORT = (
-    "No eval report yet. Make one with\n\n"
-    "```bash\npython -m eval.run --preset toy --suite toy --seeds 4 --out runs/toy\n```\n\n"
-    "then press **Reload**. The tab shows the newest `runs/*/report.md` "
-    "(set `SUR_RUNS_DIR` to look elsewhere) and its figures."
-)
 
 
 # ----------------------------------------------------------------------------- the studio
@@ -216,7 +84,7 @@ class Studio:
         if gpu is not None:
             generate_pair = gpu(generate_pair)
         base = preset_obj.base or getattr(pipe, "name", None) or config.preset
-        adapter = preset_obj.adapter or os.environ.get("SUR_ADAPTER") or f"{config.preset}-sur-adapter"
+        adapter = os.environ.get("SUR_ADAPTER") or f"{config.preset}-sur-adapter"
         return cls(config, generate_pair, config.preset, str(base), str(adapter),
                    exporter=start_sync(config), preset_obj=preset_obj)
 
@@ -323,8 +191,12 @@ class Studio:
     def side_label(system: str) -> str:
         return ADAPTER_LABEL if system.endswith(":sur-adapter") else BASELINE_LABEL
 
+    def side_labels(self, reveal: dict) -> tuple[str, str]:
+        """(left, right) page labels of a revealed pair: "SUR-adapter" or "baseline"."""
+        return self.side_label(reveal["left_system"]), self.side_label(reveal["right_system"])
+
     def reveal_markdown(self, reveal: dict) -> str:
-        left, right = self.side_label(reveal["left_system"]), self.side_label(reveal["right_system"])
+        left, right = self.side_labels(reveal)
         picked = {"left": f"left ({left})", "right": f"right ({right})", "tie": "a tie",
                   "both_bad": "both bad"}[reveal["choice"]]
         return (f"Thanks, vote stored. **Left was {left}, right was {right}.** "
@@ -333,17 +205,13 @@ class Studio:
     # .......................................................................... results
     def results(self, preset_filter: str | None = None, bt_rounds: int = 100) -> dict:
         """Summary of the votes (one preset, or all with "all"/None), and a CSV of them."""
-        from .preference import summarize
-
         preset = None if preset_filter in (None, "", "all") else preset_filter
         votes = self.store.votes(preset)
-        summary = summarize(votes, bt_rounds=bt_rounds)
+        summary = summarize_votes(votes, bt_rounds=bt_rounds)
         out_dir = Path(tempfile.gettempdir()) / "sur-studio-exports"
         out_dir.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
         csv_path = out_dir / f"sur-votes-{preset or 'all'}-{stamp}-{secrets.token_hex(3)}.csv"
-        from .votes import write_csv
-
         write_csv(csv_path, votes)
         summary["csv"] = str(csv_path)
         summary["preset"] = preset or "all"
@@ -354,24 +222,4 @@ class Studio:
         return ["all"] + sorted(set(names) | {self.preset})
 
 
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]#|<>~])")
-
-
-def md_escape(text: str) -> str:
-    """Show typed text literally in gr.Markdown (Gradio sanitises HTML; this stops formatting)."""
-    return _MD_SPECIAL.sub(r"\\\1", str(text))
-
-
-def finite_or_none(x):
-    """JSON-friendly: NaN/inf → None (recursively)."""
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, dict):
-        return {k: finite_or_none(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [finite_or_none(v) for v in x]
-    return x
-
-
-__all__ = ["Studio", "SuitePrompt", "load_suites", "vote_pool", "example_prompts", "latest_report",
-           "EvalReport", "NO_REPORT", "finite_or_none", "BUILTIN_PROMPTS"]
+__all__ = ["Studio", "ADAPTER_LABEL", "BASELINE_LABEL"]

@@ -20,15 +20,16 @@ Design
   loses power or the kernel panics, the last commits before the next WAL checkpoint (which is
   fsynced) can be lost; the database itself stays consistent. ``synchronous=FULL``
   (SUR_SQLITE_SYNC=FULL) fsyncs the WAL on every commit and closes that gap too, at the price
-  of an fsync per vote: 4-13 ms median and 100+ ms at p99 on a busy shared disk
-  (bench/bench_app.py), which misses the 50 ms p99 target. A Space restart stops the
-  container, not the host kernel, so NORMAL is the right trade there.
+  of an fsync per vote, which on a busy disk misses the vote-latency target (docs/app.md,
+  Durability and Bench). A Space restart stops the container, not the host kernel, so NORMAL
+  is the right trade there.
 * Checkpoints: a background thread runs a PASSIVE WAL checkpoint every 2 s (SQLite's own
   auto-checkpoint is turned off), so a vote never pays for the checkpoint's page copying and
   fsyncs; the last connection to close checkpoints what is left.
 * Concurrency: one connection per thread; writes of one process are serialised by a lock (so
   threads never spin in SQLite's busy handler), writes of several processes by SQLite's file
-  lock with a busy timeout.
+  lock with a busy timeout (sqlite3's `timeout=`). The one place the busy timeout does not
+  cover is the switch to WAL while another connection creates the file: see `_switch_to_wal`.
 """
 
 from __future__ import annotations
@@ -47,14 +48,9 @@ from pathlib import Path
 from typing import Any, Iterable
 
 SCHEMA_VERSION = 1
+# What the Vote tab's buttons and the /vote API send; one spelling each.
 CHOICES = ("left", "right", "tie", "both_bad")
 SIDES = ("left", "right")
-_CHOICE_ALIASES = {
-    "left": "left", "a": "left", "left_better": "left", "leftvote": "left",
-    "right": "right", "b": "right", "right_better": "right", "rightvote": "right",
-    "tie": "tie", "tievote": "tie", "both_bad": "both_bad", "bothbad": "both_bad",
-    "bothbad_vote": "both_bad",
-}
 log = logging.getLogger("surlib.studio.votes")
 _BATTLE_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 
@@ -150,10 +146,10 @@ def new_battle_id() -> str:
     return secrets.token_urlsafe(18)  # 144 random bits, 24 url-safe characters
 
 
-def normalize_choice(choice: Any) -> str:
-    key = str(choice).strip().lower().replace(" ", "_").replace("-", "_") if choice is not None else ""
-    if key in _CHOICE_ALIASES:
-        return _CHOICE_ALIASES[key]
+def check_choice(choice: Any) -> str:
+    """`choice` itself if it is one of CHOICES; BadChoice listing them otherwise."""
+    if isinstance(choice, str) and choice in CHOICES:
+        return choice
     raise BadChoice(f"choice must be one of {', '.join(CHOICES)}; got {choice!r}")
 
 
@@ -216,9 +212,7 @@ class VoteStore:
         self._all_lock = threading.Lock()
         conn = self._conn()
         with self._write_lock:
-            mode = self._retry_locked(lambda: conn.execute("PRAGMA journal_mode=WAL").fetchone()[0])
-            if str(mode).lower() != "wal":
-                raise RuntimeError(f"could not put {self.path} in WAL mode (got {mode!r})")
+            self._switch_to_wal(conn)
             # executescript runs its own transaction; CREATE ... IF NOT EXISTS makes racing
             # processes harmless.
             conn.executescript("BEGIN IMMEDIATE;" + SCHEMA + "COMMIT;")
@@ -236,19 +230,26 @@ class VoteStore:
             self._checkpointer.start()
 
     # .......................................................................... plumbing
-    def _retry_locked(self, fn):
-        """Run `fn`, retrying "database is locked" until busy_timeout. SQLite answers that at once,
-        without its busy handler, when a connection must upgrade a lock it holds, as the WAL
-        switch does while another process creates the file or writes to it."""
+    def _switch_to_wal(self, conn: sqlite3.Connection) -> None:
+        """PRAGMA journal_mode=WAL, retried on "database is locked" until busy_timeout_s.
+
+        The busy timeout does not cover this statement: SQLite answers "locked" at once, without
+        calling its busy handler, when the switch must upgrade a lock the connection holds while
+        another connection creates the file or writes to it (tests/test_votes.py opens stores
+        on a new file from several threads at once to show it). Everything else relies on the
+        busy timeout alone."""
         deadline, delay = time.monotonic() + self.busy_timeout_s, 0.005
         while True:
             try:
-                return fn()
+                mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+                break
             except sqlite3.OperationalError as e:
                 if "locked" not in str(e) or time.monotonic() + delay > deadline:
                     raise
                 time.sleep(delay)
                 delay = min(2 * delay, 0.2)
+        if str(mode).lower() != "wal":
+            raise RuntimeError(f"could not put {self.path} in WAL mode (got {mode!r})")
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -258,7 +259,6 @@ class VoteStore:
             conn = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None,
                                    check_same_thread=False)
             conn.row_factory = sqlite3.Row
-            conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
             if self.checkpoint_every_s:  # checkpoints (and their fsyncs) off the vote path
                 conn.execute("PRAGMA wal_autocheckpoint=0")
@@ -335,7 +335,7 @@ class VoteStore:
 
         Raises a VoteError subclass, with a message for the voter, for an unknown, foreign,
         expired or already-voted pair, a bad choice, or a session over its rate limit."""
-        choice = normalize_choice(choice)
+        choice = check_choice(choice)
         if not isinstance(battle_id, str) or not _BATTLE_ID.match(battle_id.strip()):
             raise UnknownBattle(f"unknown pair id {str(battle_id)[:80]!r}: ask for a new pair")
         battle_id = battle_id.strip()
@@ -429,4 +429,4 @@ def write_csv(path: Path, rows: Iterable[dict]) -> None:
 
 __all__ = ["VoteStore", "Battle", "VoteError", "UnknownBattle", "AlreadyVoted", "WrongSession",
            "BattleExpired", "RateLimited", "BadChoice", "CHOICES", "SIDES", "hash_session",
-           "new_battle_id", "normalize_choice", "write_csv", "VOTE_COLUMNS"]
+           "new_battle_id", "check_choice", "write_csv", "VOTE_COLUMNS"]

@@ -8,13 +8,14 @@ On disk (``export_imagefolder``): an HF "imagefolder" like the SURD release - a 
      "background": "white", "split": "train", "seed": 123456789}
 
 ``text`` / ``prompt`` are the SURD keys (simple caption / keyword spell); the rest are the
-ground truth. Loadable with ``datasets.load_dataset("imagefolder", data_dir=...)`` or
-``read_metadata``.
+ground truth. The adapter trainer reads it with ``surlib.data`` and
+``datasets.load_dataset("imagefolder", data_dir=...)`` loads it too, so the toy world has no
+reader of its own.
 
 In memory (for trainers that render on the fly): ``sample_rows(split, n, seed)`` draws rows
-(scene, seed, simple and complex prompt) and ``render_batch(scenes, seeds)`` renders them to a
-uint8 ``(N, 64, 64, 3)`` array (>= 1000 images/s on one core). ``ToyStream`` combines both
-into an endless iterator of batches.
+(scene, seed, simple and complex prompt) and ``rows_to_images(rows)`` renders them to a uint8
+``(N, 64, 64, 3)`` array; ``sample_scenes`` is the scene-and-seed draw both share with the
+base-model trainer.
 """
 
 from __future__ import annotations
@@ -22,21 +23,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from .world import (
-    Scene,
-    complex_prompt,
-    render_batch,
-    scenes,
-    simple_prompt,
-    split_of,
-)
+from .prompts import complex_prompt, simple_prompt
+from .render import render_batch
+from .scene import Scene, scenes, split_of
 
-__all__ = ["ToyRow", "sample_rows", "render_batch", "rows_to_images", "ToyStream",
-           "export_imagefolder", "read_metadata", "METADATA_KEYS"]
+__all__ = ["ToyRow", "sample_scenes", "sample_rows", "rows_to_images", "export_imagefolder",
+           "METADATA_KEYS"]
 
 METADATA_KEYS = ("file_name", "text", "prompt", "count", "color", "kind", "action",
                  "background", "split", "seed")
@@ -66,6 +62,14 @@ class ToyRow:
         return d
 
 
+def sample_scenes(pool: Sequence[Scene], n: int,
+                  rng: np.random.Generator) -> tuple[list[Scene], np.ndarray]:
+    """``n`` scenes drawn uniformly from ``pool`` and a render seed for each, from ``rng``
+    (scene indices first, then seeds: the order the shipped models were trained with)."""
+    idx = rng.integers(0, len(pool), size=n)
+    return [pool[int(i)] for i in idx], rng.integers(0, _SEED_HIGH, size=n)
+
+
 def sample_rows(split: str | None, n: int, seed: int = 0, *,
                 pool: Sequence[Scene] | None = None,
                 canonical: bool = False) -> list[ToyRow]:
@@ -80,11 +84,8 @@ def sample_rows(split: str | None, n: int, seed: int = 0, *,
     if not pool:
         raise ValueError(f"no scenes in split {split!r}")
     rng = np.random.default_rng([int(seed), 0x70F])
-    idx = rng.integers(0, len(pool), size=n)
-    seeds = rng.integers(0, _SEED_HIGH, size=n)
     rows = []
-    for i, s in zip(idx, seeds):
-        sc = pool[int(i)]
+    for sc, s in zip(*sample_scenes(pool, n, rng)):
         if canonical:
             rows.append(ToyRow(sc, int(s), simple_prompt(sc), complex_prompt(sc)))
         else:
@@ -95,27 +96,6 @@ def sample_rows(split: str | None, n: int, seed: int = 0, *,
 def rows_to_images(rows: Sequence[ToyRow]) -> np.ndarray:
     """Render rows: uint8 ``(N, 64, 64, 3)``."""
     return render_batch([r.scene for r in rows], [r.seed for r in rows])
-
-
-class ToyStream:
-    """Endless, deterministic stream of ``(images uint8 (B,64,64,3), rows)`` batches.
-
-    >>> stream = ToyStream("train", batch_size=64, seed=0)
-    >>> images, rows = next(stream)
-    >>> texts = [r.simple for r in rows]
-    """
-
-    def __init__(self, split: str | None = "train", batch_size: int = 64, seed: int = 0):
-        self.split, self.batch_size, self.seed = split, int(batch_size), int(seed)
-        self._step = 0
-
-    def __iter__(self) -> Iterator[tuple[np.ndarray, list[ToyRow]]]:
-        return self
-
-    def __next__(self) -> tuple[np.ndarray, list[ToyRow]]:
-        rows = sample_rows(self.split, self.batch_size, seed=self.seed * 1_000_003 + self._step)
-        self._step += 1
-        return rows_to_images(rows), rows
 
 
 def export_imagefolder(out_dir: str | Path, split: str | None, n: int, seed: int = 0,
@@ -143,25 +123,3 @@ def export_imagefolder(out_dir: str | Path, split: str | None, n: int, seed: int
                 print(f"{min(start + chunk, len(rows))}/{len(rows)}", flush=True)
     tmp.replace(meta_path)
     return meta_path
-
-
-def read_metadata(path: str | Path) -> list[dict]:
-    """Read a metadata.jsonl (or the folder holding it); each row gets a ``"scene"`` Scene."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / "metadata.jsonl"
-    rows = []
-    with open(p, encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
-            d = json.loads(line)
-            missing = [k for k in ("file_name", "text", "prompt") if k not in d]
-            if missing:
-                raise ValueError(f"{p}: row without SURD keys {missing}")
-            if "count" in d:
-                d["scene"] = Scene.from_dict(d)
-            rows.append(d)
-    return rows
-

@@ -1,6 +1,6 @@
 """ToyJudge: reads count, colour, action and kind off 64x64 toy-world images.
 
-A small multi-head CNN (``JudgeNet``, ~0.7 M parameters) trained by
+A small multi-head CNN (``JudgeNet``) trained by
 ``train/train_toy_judge.py`` on renders of the *train* split with strong degradation
 (``degrade``: blur, down/up-sampling, noise, low-frequency blotches, colour jitter, small
 shifts and rescaling), so it also reads blurry/noisy generated images. Weights ship in
@@ -12,8 +12,7 @@ accuracy); loading needs no network.
     j.judge(images)            # [{"count": 3, "color": "red", "action": "jumping",
                                #   "kind": "robot", "confidence": {...}}, ...]
     j.score(image, scene)      # {"count": True, "color": True, "action": False, "kind": True}
-    j.features(images)         # (N, 256) float32 penultimate features (FID-like distances)
-    judge_accuracy(j, images, scenes)   # {"count": 0.99, ..., "all": 0.97, "n": 500}
+    judge_accuracy(j, images, scenes)   # {"count": <share right>, ..., "all": ..., "n": 500}
 
 Images: a PIL image, a list of PIL images, or an array / tensor shaped (64, 64, 3) or
 (N, 64, 64, 3), uint8 in 0..255 or float in 0..1 (channel-last RGB).
@@ -31,7 +30,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .world import ACTIONS, COLORS, COUNTS, IMAGE_SIZE, KINDS, Scene
+from .render import IMAGE_SIZE
+from .scene import ACTIONS, COLORS, COUNTS, KINDS, Scene
 
 __all__ = ["JudgeNet", "ToyJudge", "judge_accuracy", "degrade", "to_tensor", "HEADS",
            "DEFAULT_WEIGHTS", "EXPECTED_SHAPE"]
@@ -292,15 +292,6 @@ class ToyJudge:
         p = pred[0]
         return {"count": p["count"] == scene.count, "color": p["color"] == scene.color,
                 "action": p["action"] == scene.action, "kind": p["kind"] == scene.kind}
-
-    @torch.no_grad()
-    def features(self, images, batch_size: int = 256) -> np.ndarray:
-        """Penultimate-layer features, float32 (N, feat_dim), for FID-like distances."""
-        x = to_tensor(images)
-        fs = [self.net.features(x[i:i + batch_size].to(self.device)).float().cpu()
-              for i in range(0, x.shape[0], batch_size)]
-        dim = self.net.config["feat_dim"]
-        return torch.cat(fs).numpy() if fs else np.zeros((0, dim), np.float32)
 
 
 def judge_accuracy(judge: ToyJudge, images, scenes: Sequence[Scene]) -> dict:

@@ -1,7 +1,11 @@
-"""The toy prompt suite: held-out scenes with narrative prompts, one category per scene.
+"""Prompt rows of held-out toy scenes: the toy prompt suite, and the rows the base model is
+measured on. Both are built here, from the test split (unseen combinations) by default.
 
-Every test-split scene (unseen combinations) becomes one row; categories rotate so each gets a
-third of them, and the toy judge scores the row's category on the generated image.
+* ``toy_suite_rows``: every scene of the split becomes one row with a narrative prompt;
+  categories rotate so each gets a third of them, and the toy judge scores the row's category
+  on the generated image (``assets/suites/toy.jsonl`` is this, written by ``write_toy_suite``).
+* ``combination_rows``: one scene per combination (a background drawn for each) with its
+  canonical spell and a sampled caption, for ``python -m eval.toy_base``.
 """
 
 from __future__ import annotations
@@ -11,21 +15,33 @@ from pathlib import Path
 
 import numpy as np
 
-from . import world
+from ..names import CATEGORIES
+from .prompts import complex_prompt, simple_prompt
+from .scene import BACKGROUNDS, Scene, combos, scenes
 
-CATEGORIES = ("counting", "color", "action")
 SUITE_PATH = Path(__file__).resolve().parents[2] / "assets" / "suites" / "toy.jsonl"
 
 
 def toy_suite_rows(split: str = "test", seed: int = 0) -> list[dict]:
     rng = np.random.default_rng(seed)
-    order = rng.permutation(len(world.scenes(split)))
+    order = rng.permutation(len(scenes(split)))
     rows = []
     for i, j in enumerate(order):
-        scene = world.scenes(split)[int(j)]
+        scene = scenes(split)[int(j)]
         rows.append({"id": f"toy-{split}-{i:04d}", "category": CATEGORIES[i % 3],
-                     "prompt": world.simple_prompt(scene, rng),
-                     "complex_prompt": world.complex_prompt(scene), "expect": scene.to_dict()})
+                     "prompt": simple_prompt(scene, rng),
+                     "complex_prompt": complex_prompt(scene), "expect": scene.to_dict()})
+    return rows
+
+
+def combination_rows(split: str = "test", seed: int = 0) -> list[dict]:
+    """One scene per combination of the split, with its canonical spell and a sampled caption."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for n, c, k, a in combos(split):
+        scene = Scene(n, c, k, a, BACKGROUNDS[int(rng.integers(len(BACKGROUNDS)))])
+        rows.append({"scene": scene, "complex": complex_prompt(scene),
+                     "simple": simple_prompt(scene, rng)})
     return rows
 
 
