@@ -19,10 +19,11 @@ def pct(x, sign: bool = False, unit: str = "%") -> str:
 
 
 def pvalue(x) -> str:
-    """A p-value with three significant digits; tiny values as '< 0.0001'."""
+    """A p-value with three significant digits, tiny ones included ('7.2e-24'): the magnitude
+    of a small p is part of the result."""
     if _missing(x):
         return MISSING
-    return f"{x:.3g}" if x >= 1e-4 else "< 0.0001"
+    return f"{x:.3g}"
 
 
 def number(x, digits: int = 3) -> str:

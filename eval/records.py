@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 JUDGMENT_KEYS = ("prompt_id", "category", "prompt", "seed", "variant", "image", "answer", "correct", "details",
-            "brisque", "expect", "nsfw", "gen_s", "judge", "written_at")
+            "brisque", "expect", "nsfw", "gen_s", "judge", "written_at", "unknown_words")
 MAIN_FILE = "judgments.jsonl"
 RANK_GLOB = "judgments.rank*.jsonl"
 

@@ -11,7 +11,7 @@ import pandas as pd
 from surlib.names import OVERALL, VARIANTS
 
 from .formatting import MISSING, number, pct, pvalue
-from .stats import wide_frame
+from .stats import MCNEMAR_CAVEAT, wide_frame
 
 VARIANT_COLORS = {"baseline": "#7f7f7f", "adapter": "#1f77b4"}
 
@@ -96,6 +96,16 @@ def write_report(out: Path, summary: dict, df: pd.DataFrame) -> Path:
     return path
 
 
+def _ci(row: dict) -> str:
+    if row.get("ci_low") is None or math.isnan(row["ci_low"]):
+        return MISSING
+    return f"[{pct(row['ci_low'], sign=True, unit='')}, {pct(row['ci_high'], sign=True, unit='')}]"
+
+
+def _unit(st: dict) -> str:
+    return "per-prompt means" if st.get("unit") == "prompt" else "(prompt, seed) pairs"
+
+
 def render_report(summary: dict, df: pd.DataFrame) -> str:
     cfg = summary.get("config", {})
     model = cfg.get("preset") or f"{cfg.get('base')} + {cfg.get('adapter')}"
@@ -105,14 +115,20 @@ def render_report(summary: dict, df: pd.DataFrame) -> str:
         L.append(f"> **Incomplete run**: {summary['images']} of {summary['expected_images']} images judged; "
                  f"rerun the same command to finish it.\n")
 
-    # Conclusions first.
+    # Conclusions first: the prompt-level test leads, McNemar on pairs is secondary.
     L.append("## Conclusions\n")
-    for m in summary["mcnemar"]:
-        L.append(f"- **{m['category']}** accuracy: {m['conclusion']}; discordant pairs: adapter-only right "
-                 f"{m['adapter_only']}, baseline-only right {m['baseline_only']}.")
+    for t in summary.get("prompt_test", []):
+        L.append(f"- **{t['category']}** accuracy: {t['conclusion']}; mean per-prompt difference "
+                 f"{pct(t['mean_difference'], sign=True, unit=' pt')} {_ci(t)}.")
     for col, st in summary["quality"].items():
         if "conclusion" in st:
-            L.append(f"- **{col}**: {st['conclusion']}.")
+            L.append(f"- **{col}** ({_unit(st)}): {st['conclusion']}.")
+    uw = summary.get("unknown_words")
+    if uw and uw.get("prompts_excluded"):
+        L.append(f"- {uw['prompts_excluded']} of {uw['prompts_checked']} prompts have words the toy world never "
+                 f"uses and are left out of the accuracy statistics (see *Prompts outside the toy vocabulary*).")
+    L.append(f"- McNemar on (prompt, seed) pairs ({MCNEMAR_CAVEAT}): " + "; ".join(
+        f"{m['category']} {m['conclusion']}" for m in summary["mcnemar"]) + ".")
     L.append("")
 
     # Configuration.
@@ -131,6 +147,8 @@ def render_report(summary: dict, df: pd.DataFrame) -> str:
         ("negative prompt", cfg.get("negative_prompt")), ("judge", cfg.get("judge")),
         ("quality measures", ", ".join(cfg.get("quality") or [])),
         ("BRISQUE equivalence margin (fixed before the run)", f"±{cfg.get('margin')}"),
+        ("model sha256", "; ".join(f"{k} {str(v)[:12]}" for k, v in (cfg.get("model_sha256") or {}).items()
+                                   if v) or None),
         ("date", cfg.get("date")), ("commit", cfg.get("commit") or "unknown (not a git checkout)"),
         ("images judged", f"{summary.get('images')} of {summary.get('expected_images')}"),
     ]
@@ -170,9 +188,25 @@ def render_report(summary: dict, df: pd.DataFrame) -> str:
         L.append(f"| {name} | {first['prompts']} | {first['images']} | {cells[0]} | {cells[1]} | {dtxt} |")
     L.append("\n![accuracy per category](figures/accuracy.png)\n")
 
-    L.append("### Paired comparison (McNemar's exact test)\n")
+    if summary.get("prompt_test"):
+        flips = summary.get("sign_flip") or {}
+        L.append("### Prompt-level test (the headline)\n")
+        L.append("The prompt is the unit: d = adapter accuracy − baseline accuracy over the prompt's seeds. "
+                 f"Two-sided sign-flip permutation test of mean(d) (exact when every sign pattern fits in "
+                 f"{flips.get('resamples', MISSING)} random flips, seed {flips.get('seed', MISSING)}); Wilcoxon "
+                 "signed-rank on d as a second check; 95% bootstrap CI over prompts.\n")
+        L.append("| category | prompts | mean d | 95% CI | sign-flip p | Wilcoxon p | conclusion |")
+        L.append("|---|---:|---|---|---:|---:|---|")
+        for t in summary["prompt_test"]:
+            L.append(f"| {t['category']} | {t['prompts']} | {pct(t['mean_difference'], sign=True, unit=' pt')} | "
+                     f"{_ci(t)} | {pvalue(t['p_value'])}{' (exact)' if t.get('exact') else ''} | "
+                     f"{pvalue(t['wilcoxon_p'])} | {t['conclusion']} |")
+        L.append("")
+
+    L.append(f"### McNemar's exact test ({MCNEMAR_CAVEAT})\n")
     L.append("Pairs are (prompt, seed): both images share prompt and starting noise. The exact test is a "
-             "binomial test on the discordant pairs.\n")
+             "binomial test on the discordant pairs; seeds of one prompt are not independent, so its p-value "
+             "overstates the evidence when a prompt's seeds agree.\n")
     L.append("| category | pairs | both right | baseline only | adapter only | both wrong | exact p | conclusion |")
     L.append("|---|---:|---:|---:|---:|---:|---:|---|")
     for m in summary["mcnemar"]:
@@ -192,7 +226,8 @@ def render_report(summary: dict, df: pd.DataFrame) -> str:
                  f"{number(st.get('diff_mean'), 2)} ± {number(st.get('diff_sd'), 2)} |")
         ci = st.get("diff_ci")
         if ci:
-            L.append(f"| 95% CI of the mean difference | | | [{number(ci[0], 2)}, {number(ci[1], 2)}] |")
+            L.append(f"| {100 * (1 - st.get('alpha', 0.05)):g}% t CI of the mean difference | | | "
+                     f"[{number(ci[0], 2)}, {number(ci[1], 2)}] |")
         L.append("")
         L.append("| test | statistic | p |\n|---|---:|---:|")
         L.append(f"| paired t-test | {number(st.get('t_stat'), 3)} | {pvalue(st.get('t_p'))} |")
@@ -200,10 +235,31 @@ def render_report(summary: dict, df: pd.DataFrame) -> str:
         if "tost_p" in st:
             L.append(f"| TOST (paired, margin ±{st['margin']:g}) | | {pvalue(st['tost_p'])} |")
         L.append("")
-        L.append(f"**Conclusion:** {st.get('conclusion', '')}. Pairs: {st['pairs']}"
-                 + (f" ({st['dropped_pairs']} dropped: a score was missing or NaN, e.g. a flat image)"
-                    if st.get("dropped_pairs") else "") + ".\n")
+        count = f"Prompts: {st['pairs']} (per-prompt means over seeds)" if st.get("unit") == "prompt" \
+            else f"Pairs: {st['pairs']}"
+        L.append(f"**Conclusion** ({_unit(st)}): {st.get('conclusion', '')}. {count}"
+                 + (f" ({st['dropped_pairs']} (prompt, seed) pairs dropped: a score was missing or NaN, e.g. a "
+                    "flat image)" if st.get("dropped_pairs") else "") + ".\n")
+        pl = st.get("pair_level") or {}
+        if pl.get("pairs", 0) >= 2:
+            L.append(f"Secondary, (prompt, seed) pairs as independent: {pl['pairs']} pairs, mean difference "
+                     f"{number(pl.get('diff_mean'), 2)}, paired t p={pvalue(pl.get('t_p'))}, Wilcoxon "
+                     f"p={pvalue(pl.get('wilcoxon_p'))}"
+                     + (f", TOST p={pvalue(pl['tost_p'])}" if "tost_p" in pl else "") + ".\n")
         L.append(f"![{col} distributions and paired differences](figures/{col}.png)\n")
+
+    if uw and uw.get("prompts_excluded"):
+        L.append("## Prompts outside the toy vocabulary\n")
+        L.append(f"{uw['prompts_excluded']} of {uw['prompts_checked']} prompts ({uw['images_excluded']} images) use "
+                 "words the toy world's grammar never uses; the toy judge would score images of words no toy "
+                 "model was trained on, so they are left out of the accuracy statistics (their images still "
+                 "count for quality, and their rows are in `judgments.jsonl` with `unknown_words`).\n")
+        L.append("| prompt | unknown words |\n|---|---|")
+        for pid, words in list(uw["prompts"].items())[:20]:
+            L.append(f"| {pid} | {', '.join(words)} |")
+        if len(uw["prompts"]) > 20:
+            L.append(f"| … | {len(uw['prompts']) - 20} more in summary.json |")
+        L.append("")
 
     # Examples.
     L.append("## Examples\n")
@@ -227,8 +283,12 @@ def render_report(summary: dict, df: pd.DataFrame) -> str:
     L.append("## Method notes\n")
     L.append("- Baseline and adapter images of a (prompt, seed) come from one batched denoising pass with "
              "identical starting noise, so every comparison is paired.")
-    L.append("- Accuracy CIs resample prompts, not images: seeds of one prompt are not independent. McNemar's "
-             "test treats each (prompt, seed) pair as one observation.")
+    L.append("- The prompt is the unit of every headline test: accuracy CIs and the sign-flip test resample or "
+             "flip prompts, not images, because seeds of one prompt are not independent. McNemar's test treats "
+             "each (prompt, seed) pair as one observation and is reported as a secondary line.")
+    L.append("- Where every prompt has the same accuracy (e.g. 100%) the bootstrap has no spread; the CI shown "
+             "is then a Wilson interval with n = the number of prompts (for a difference, d ± the Wilson upper bound of 0 of n), "
+             "not a zero-width one.")
     L.append("- Equivalence of image quality is claimed only from the TOST test with the margin fixed before "
              "the run; a non-significant t-test is not evidence of equal quality.")
     L.append("- BRISQUE is the paper's metric; it correlates only weakly with human judgments of generated images.")

@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "repeatable); BRISQUE is always included")
     p.add_argument("--margin", type=float, help="BRISQUE equivalence margin for TOST (fix it before the run)")
     p.add_argument("--n-boot", type=int, help="bootstrap resamples")
+    p.add_argument("--n-flips", type=int, help="random sign patterns of the prompt-level test (exact enumeration "
+                                               "when all 2^prompts patterns fit)")
     p.add_argument("--chunk", type=int, help="(prompt, seed) pairs judged and scored per batch")
     p.add_argument("--gen-batch", type=int, help="(prompt, seed) pairs generated per denoising batch")
     p.add_argument("--device", help="cuda, cuda:1, cpu ... (default: accelerate's device)")
@@ -84,7 +86,8 @@ def config_from_args(args: argparse.Namespace):
         raise SystemExit(f"{args.config}: unknown setting(s) {sorted(unknown)}; known: {sorted(known)}")
     values = dict(defaults)
     for key in ("preset", "base", "adapter", "suite", "seeds", "steps", "guidance", "height", "width",
-                "negative_prompt", "judge", "limit", "margin", "n_boot", "chunk", "gen_batch", "device"):
+                "negative_prompt", "judge", "limit", "margin", "n_boot", "n_flips", "chunk", "gen_batch",
+                "device"):
         v = getattr(args, key)
         if v is not None:
             values[key] = v
@@ -114,8 +117,14 @@ def main(argv=None) -> int:
         return 2
     if summary is not None:  # main process
         print(f"report: {Path(cfg.out) / 'report.md'}")
+        for t in summary["prompt_test"]:
+            print(f"  {t['category']}: {t['conclusion']}")
         for m in summary["mcnemar"]:
-            print(f"  {m['category']}: {m['conclusion']}")
+            print(f"  {m['category']} (McNemar, {m['caveat']}): {m['conclusion']}")
+        uw = summary.get("unknown_words")
+        if uw and uw["prompts_excluded"]:
+            print(f"  {uw['prompts_excluded']} prompt(s) with words outside the toy vocabulary were left out "
+                  f"of the accuracy statistics (listed in the report)")
         for col, st in summary["quality"].items():
             print(f"  {col}: {st.get('conclusion', '')}")
         print(json.dumps({a["category"] + "/" + a["variant"]: round(a["accuracy"], 3) for a in summary["accuracy"]}))

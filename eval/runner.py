@@ -8,7 +8,13 @@ is known.
 
 Resumable: on start the existing rows are read, the finished (prompt, seed, variant) keys are
 skipped and PNGs already on disk are reused, so an interrupted run continues where it stopped
-and never duplicates a row; `eval.config` refuses a resume with another configuration.
+and never duplicates a row; `eval.config` refuses a resume with another configuration or
+changed model weights.
+
+With the toy judge, a prompt with words the toy world's grammar never uses
+(`surlib.toy.prompts.unknown_words`) would be judged on words no toy model was trained on: each
+row records its ``unknown_words`` and such prompts are left out of the accuracy statistics,
+counted and named in the summary (``unknown_words``) and the report, never silently judged.
 
 On several GPUs (``accelerate launch -m eval.run ...``) the (prompt, seed) pairs are split with
 `PartialState().split_between_processes`; each process appends to its own
@@ -64,6 +70,12 @@ def run_eval(cfg: EvalConfig, pipe=None, judge: Judge | None = None,
                          f"categories {cfg.categories or full.categories()}")
     suite = full.select(cats, cfg.limit)
     judge.check_suite(suite)
+    unknown = unknown_words_of(suite) if uses_toy_vocabulary(cfg, judge) else None
+    if unknown is not None and all(unknown.values()):
+        first = "; ".join(f"{k}: {', '.join(v)}" for k, v in list(unknown.items())[:3])
+        raise ValueError(f"every prompt of suite {suite.name} has words the toy world's grammar never uses "
+                         f"({first}; ...), so the toy judge cannot score any of them; use a suite written "
+                         f"in the toy grammar (toy, toy_heldout, toy_spells, toy_canonical)")
     if quality_fns is None:
         quality_fns = configured_quality_fns(cfg)
     clash = set(quality_fns) & set(JUDGMENT_KEYS) - {"brisque"}
@@ -135,6 +147,8 @@ def run_eval(cfg: EvalConfig, pipe=None, judge: Judge | None = None,
                     }
                     for name, vals in scores.items():
                         rec[name] = finite_or_none(vals[i])
+                    if unknown is not None:
+                        rec["unknown_words"] = unknown[row.id]
                     writer.write(rec)
                     done.add((row.id, seed, v))
                     bar.update(1)
@@ -149,11 +163,24 @@ def run_eval(cfg: EvalConfig, pipe=None, judge: Judge | None = None,
     if state.is_main_process:
         if any(out.glob(RANK_GLOB)):  # this run's, or left by an interrupted one
             merge_rank_files(out)
-        summary = finish_run(out, cfg, suite, config, quality_fns,
+        summary = finish_run(out, cfg, suite, config, quality_fns, unknown=unknown,
                              timings={"wall_s": time.perf_counter() - t_start, "pairs_generated": generated,
                                       "generate_s": gen_s, "judge_s": judge_s, "quality_s": quality_s})
     state.wait_for_everyone()
     return summary
+
+
+def uses_toy_vocabulary(cfg: EvalConfig, judge: Judge) -> bool:
+    """Whether verdicts come from the toy judge, which only knows the toy world's words."""
+    return cfg.judge == "toy" or getattr(judge, "name", None) == "toy"
+
+
+def unknown_words_of(suite: Suite) -> dict[str, list[str]]:
+    """Prompt id -> the words of its prompt that the toy grammar never uses (imported here:
+    only toy runs need the toy world's vocabulary)."""
+    from surlib.toy.prompts import unknown_words
+
+    return {row.id: list(unknown_words(row.prompt)) for row in suite.rows}
 
 
 def merge_rank_files(out: Path) -> None:
@@ -174,8 +201,11 @@ def merge_rank_files(out: Path) -> None:
 
 
 def finish_run(out: Path, cfg: EvalConfig, suite: Suite, config: dict, quality_fns: dict,
-               timings: dict | None = None) -> dict:
-    """results.csv, summary.json, figures and report.md from the rows of the current selection."""
+               timings: dict | None = None, unknown: dict[str, list[str]] | None = None) -> dict:
+    """results.csv, summary.json, figures and report.md from the rows of the current selection.
+
+    `unknown` (prompt id -> unknown words, toy runs): prompts with any are left out of the
+    accuracy statistics (quality still counts their images) and listed in ``unknown_words``."""
     import pandas as pd
 
     from .report import write_report
@@ -192,15 +222,26 @@ def finish_run(out: Path, cfg: EvalConfig, suite: Suite, config: dict, quality_f
         raise RuntimeError(f"no judged images in {out}")
     df = pd.DataFrame(uniq)
     qcols = [c for c in quality_fns if c in df.columns]
+    if unknown is not None:
+        df["unknown_words"] = [" ".join(unknown.get(str(p), [])) for p in df["prompt_id"]]
     cols = ["prompt_id", "category", "prompt", "seed", "variant", "answer", "correct"] + qcols + \
-           [c for c in ("nsfw", "gen_s", "image") if c in df.columns]
+           [c for c in ("unknown_words", "nsfw", "gen_s", "image") if c in df.columns]
     order = {c: i for i, c in enumerate(CATEGORIES)}
     df = df.assign(_c=df["category"].map(order), _v=df["variant"].map({v: i for i, v in enumerate(VARIANTS)}))
     df = df.sort_values(["_c", "prompt_id", "seed", "_v"], kind="stable").drop(columns=["_c", "_v"])
     df[cols].to_csv(out / "results.csv", index=False)
     qopts = {c: {"margin": (cfg.margin if c == "brisque" else cfg.quality_margins.get(c)), "lower_is_better": True}
              for c in qcols}
-    summary = summarize(df, qopts, n_boot=cfg.n_boot, seed=cfg.boot_seed, alpha=cfg.alpha)
+    excluded = {p: w for p, w in (unknown or {}).items() if w and p in set(df["prompt_id"].astype(str))}
+    judged = df[~df["prompt_id"].astype(str).isin(excluded)]
+    if judged.empty:
+        raise RuntimeError(f"every judged prompt of {out} has words the toy world never uses, so no accuracy "
+                           f"can be computed: use a suite in the toy grammar")
+    summary = summarize(df, qopts, n_boot=cfg.n_boot, seed=cfg.boot_seed, alpha=cfg.alpha, n_flips=cfg.n_flips,
+                        exclude_prompts=excluded)
+    summary["unknown_words"] = None if unknown is None else {
+        "checked": True, "prompts_excluded": len(excluded), "prompts_checked": int(df["prompt_id"].nunique()),
+        "images_excluded": int(len(df) - len(judged)), "excluded_from": "accuracy statistics", "prompts": excluded}
     summary["images"] = int(len(df))
     summary["expected_images"] = len(wanted)
     summary["complete"] = len(df) == len(wanted)

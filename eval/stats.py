@@ -1,19 +1,12 @@
 """Statistics of a paired baseline-vs-adapter evaluation (scipy / statsmodels, nothing hand-rolled).
 
-Inputs are the per-image rows of a run as a pandas DataFrame with columns ``prompt_id``,
-``category``, ``seed``, ``variant`` ("baseline" | "adapter"), ``correct`` (bool) and one column
-per quality measure (``brisque``, ...). Baseline and adapter images of one (prompt, seed) share
-their starting noise, so every comparison is paired on (prompt_id, seed).
-
-* Accuracy per category and overall, per variant, with a 95% bootstrap CI that resamples
-  PROMPTS (all seeds of a prompt move together: images of one prompt are not independent),
-  seeded; plus the same bootstrap for the paired difference adapter - baseline.
-* McNemar's exact test on the discordant (prompt, seed) pairs, per category and overall, with
-  the 2x2 table reported.
-* Quality (BRISQUE; lower is better): mean +- sd per variant, paired t-test, Wilcoxon
-  signed-rank, and a paired TOST equivalence test with a margin fixed before the run. Only TOST
-  can support "no meaningful difference"; a non-significant t-test cannot.
-"""
+Input: a run's per-image rows (``prompt_id``, ``category``, ``seed``, ``variant``, ``correct``, a
+column per quality measure); both images of a (prompt, seed) share their starting noise. The
+prompt is the unit: its seeds share its words, so they are one cluster, and pairs taken as
+independent overstate the evidence. Headline accuracy test (`prompt_test`): per-prompt
+differences, sign-flip permutation test, Wilcoxon, bootstrap CI over prompts; McNemar on pairs
+is secondary. Quality: t, Wilcoxon and TOST (the only support for "no meaningful difference",
+margin fixed before the run) on per-prompt means, and on pairs as a secondary."""
 
 from __future__ import annotations
 
@@ -27,6 +20,9 @@ from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.weightstats import ttost_paired
 
 from surlib.names import CATEGORIES, OVERALL, VARIANTS
+
+MCNEMAR_CAVEAT = "secondary: treats (prompt, seed) pairs as independent"
+N_FLIPS = 100_000  # random sign patterns of the prompt-level test (exact below 2**17 patterns)
 
 
 def _groups(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
@@ -42,18 +38,25 @@ def _check_columns(df: pd.DataFrame, cols) -> None:
 
 
 def bootstrap_ratio(k: np.ndarray, n: np.ndarray, n_boot: int = 2000, seed: int = 0,
-                    confidence: float = 0.95) -> tuple[float, float]:
+                    confidence: float = 0.95, kind: str = "proportion") -> tuple[float, float]:
     """Percentile bootstrap CI of sum(k) / sum(n), resampling the units (prompts) with replacement.
 
-    ``k`` and ``n`` are per-prompt numerators and denominators (correct images, images). k may
-    be negative (paired differences). Returns (nan, nan) with fewer than two prompts."""
-    k = np.asarray(k, float)
-    n = np.asarray(n, float)
-    if len(k) < 2:
+    ``k``, ``n``: per-prompt numerators and denominators; ``kind`` "difference" when k are paired
+    differences. (nan, nan) with fewer than two prompts. With no spread (every prompt the same
+    ratio, e.g. 100%) the bootstrap's zero-width interval would claim a certainty few prompts
+    cannot give: then it is the Wilson interval with n = the number of prompts of the proportion;
+    for a difference, v ± the Wilson upper bound of "0 of n prompts differ" (conservative)."""
+    if kind not in ("proportion", "difference"):
+        raise ValueError(f"bootstrap_ratio kind must be 'proportion' or 'difference', got {kind!r}")
+    k, n = np.asarray(k, float), np.asarray(n, float)
+    if len(k) < 2:  # no interval from one cluster
         return (math.nan, math.nan)
-    if np.all(k / n == (k / n)[0]):  # no spread: every resample gives the same value
-        v = float(k.sum() / n.sum())
-        return (v, v)
+    if np.all(k / n == (k / n)[0]):
+        v, m = float(k.sum() / n.sum()), len(k)
+        if kind == "proportion":
+            return wilson_interval(v * m, m, 1 - confidence)
+        u = wilson_interval(0, m, 1 - confidence)[1]
+        return (max(-1.0, v - u), min(1.0, v + u))
     res = st.bootstrap((k, n), lambda a, b, axis=-1: a.sum(axis=axis) / b.sum(axis=axis), paired=True,
                        vectorized=True, n_resamples=n_boot, confidence_level=confidence,
                        method="percentile", rng=np.random.default_rng(seed))
@@ -73,8 +76,7 @@ def accuracy_table(df: pd.DataFrame, n_boot: int = 2000, seed: int = 0, confiden
             lo, hi = bootstrap_ratio(per["sum"].to_numpy(), per["count"].to_numpy(), n_boot, seed, confidence)
             out.append({"category": cat, "variant": variant, "prompts": int(len(per)),
                         "images": int(per["count"].sum()), "correct": int(per["sum"].sum()),
-                        "accuracy": float(per["sum"].sum() / per["count"].sum()),
-                        "ci_low": lo, "ci_high": hi})
+                        "accuracy": float(per["sum"].sum() / per["count"].sum()), "ci_low": lo, "ci_high": hi})
     return out
 
 
@@ -83,29 +85,73 @@ def wide_frame(df: pd.DataFrame, value: str) -> pd.DataFrame:
     (NaN where a variant is missing); only observed (prompt, seed) keys appear."""
     _check_columns(df, ["prompt_id", "category", "seed", "variant", value])
     keys = ["category", "prompt_id", "seed", "variant"]
-    wide = df.drop_duplicates(subset=keys).set_index(keys)[value].unstack("variant")
-    for v in VARIANTS:
-        if v not in wide.columns:
-            wide[v] = np.nan
-    return wide[list(VARIANTS)]
+    return df.drop_duplicates(subset=keys).set_index(keys)[value].unstack("variant").reindex(columns=list(VARIANTS))
 
 
-def paired_frame(df: pd.DataFrame, value: str) -> pd.DataFrame:
-    """`wide_frame` with only the complete pairs."""
-    return wide_frame(df, value).dropna()
+def _correct_pairs(df: pd.DataFrame) -> pd.DataFrame:
+    """Complete (prompt, seed) pairs of verdicts as floats, one row per pair."""
+    return wide_frame(df.assign(correct=df["correct"].astype(float)), "correct").dropna().reset_index()
 
 
 def accuracy_difference(df: pd.DataFrame, n_boot: int = 2000, seed: int = 0, confidence: float = 0.95) -> list[dict]:
     """Paired accuracy difference (adapter - baseline) per category and overall, bootstrap over prompts."""
-    wide = paired_frame(df.assign(correct=df["correct"].astype(float)), "correct").reset_index()
     out = []
-    for cat, g in _groups(wide):
+    for cat, g in _groups(_correct_pairs(df)):
         if g.empty:
             continue
         per = g.assign(d=g["adapter"] - g["baseline"]).groupby("prompt_id")["d"].agg(["sum", "count"])
-        lo, hi = bootstrap_ratio(per["sum"].to_numpy(), per["count"].to_numpy(), n_boot, seed, confidence)
+        lo, hi = bootstrap_ratio(per["sum"].to_numpy(), per["count"].to_numpy(), n_boot, seed, confidence,
+                                 kind="difference")
         out.append({"category": cat, "pairs": int(per["count"].sum()), "prompts": int(len(per)),
                     "difference": float(per["sum"].sum() / per["count"].sum()), "ci_low": lo, "ci_high": hi})
+    return out
+
+
+def _wilcoxon(d) -> tuple[float, float]:
+    """Wilcoxon signed-rank (statistic, p) of differences; (0, 1) when all are zero."""
+    if not np.any(d):
+        return (0.0, 1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        w = st.wilcoxon(d)
+    return (float(w.statistic), float(w.pvalue))
+
+
+def sign_flip_test(d, n_flips: int = N_FLIPS, seed: int = 0) -> dict:
+    """Two-sided sign-flip permutation test of H0 "mean(d) = 0, d symmetric about 0" on one
+    value per cluster (scipy's one-sample permutation test): p = share of sign patterns with
+    |mean| >= the observed |mean|, over all 2**n patterns when that many fit in `n_flips`, else
+    (1 + count) / (1 + n_flips) over seeded random patterns."""
+    d = np.asarray(d, float)
+    if d.ndim != 1 or len(d) == 0 or not np.all(np.isfinite(d)):
+        raise ValueError(f"sign_flip_test needs a non-empty 1-d array of finite values, got shape {d.shape}")
+    exact = 2 ** len(d) <= n_flips
+    if len(d) == 1:  # scipy wants two values; both sign patterns of one give the same |mean|
+        return {"p_value": 1.0, "exact": exact, "resamples": 2}
+    res = st.permutation_test((d,), lambda x, axis=-1: np.abs(np.mean(x, axis=axis)), vectorized=True,
+                              permutation_type="samples", n_resamples=n_flips, alternative="greater",
+                              batch=10_000, rng=np.random.default_rng(seed))
+    return {"p_value": float(res.pvalue), "exact": exact, "resamples": int(len(res.null_distribution))}
+
+
+def prompt_test(df: pd.DataFrame, n_flips: int = N_FLIPS, n_boot: int = 2000, seed: int = 0,
+                alpha: float = 0.05) -> list[dict]:
+    """The headline accuracy test per category and overall, with prompts as the unit (see the
+    module docstring): mean per-prompt difference, its bootstrap CI, sign-flip and Wilcoxon p."""
+    out = []
+    for cat, g in _groups(_correct_pairs(df)):
+        if g.empty:
+            continue
+        d = g.assign(d=g["adapter"] - g["baseline"]).groupby("prompt_id")["d"].mean().to_numpy()
+        lo, hi = bootstrap_ratio(d, np.ones_like(d), n_boot, seed, 1 - alpha, kind="difference")
+        flip = sign_flip_test(d, n_flips, seed)
+        wil = _wilcoxon(d)[1] if len(d) > 1 else math.nan
+        p, mean = flip["p_value"], float(d.mean())
+        head = ("adapter more accurate" if mean > 0 else "baseline more accurate") if p < alpha else \
+            f"difference not significant at alpha={alpha:g}"
+        out.append({"category": cat, "prompts": int(len(d)), "pairs": int(len(g)), "mean_difference": mean,
+                    "ci_low": lo, "ci_high": hi, "wilcoxon_p": wil, **flip, "conclusion":
+                    f"{head} (prompt-level sign-flip p={p:.3g}, Wilcoxon p={wil:.3g}, {len(d)} prompts)"})
     return out
 
 
@@ -118,77 +164,59 @@ def mcnemar_exact(both: int, base_only: int, adapter_only: int, neither: int) ->
 
 
 def mcnemar_table(df: pd.DataFrame, alpha: float = 0.05) -> list[dict]:
-    """McNemar's exact test per category and overall on (prompt, seed) pairs, with the table."""
-    wide = paired_frame(df.assign(correct=df["correct"].astype(float)), "correct").reset_index()
+    """McNemar's exact test per category and overall on (prompt, seed) pairs (`MCNEMAR_CAVEAT`)."""
     out = []
-    for cat, g in _groups(wide):
+    for cat, g in _groups(_correct_pairs(df)):
         if g.empty:
             continue
         b, a = g["baseline"].astype(bool), g["adapter"].astype(bool)
         both, base_only = int((b & a).sum()), int((b & ~a).sum())
         adapter_only, neither = int((~b & a).sum()), int((~b & ~a).sum())
         p = mcnemar_exact(both, base_only, adapter_only, neither)
-        if p < alpha:
-            verdict = ("adapter more accurate" if adapter_only > base_only else "baseline more accurate")
-            words = f"{verdict} (McNemar exact p={p:.3g})"
-        else:
-            words = f"difference not significant at alpha={alpha:g} (McNemar exact p={p:.3g})"
+        head = ("adapter more accurate" if adapter_only > base_only else "baseline more accurate") if p < alpha \
+            else f"difference not significant at alpha={alpha:g}"
         out.append({"category": cat, "pairs": int(len(g)), "both_correct": both, "baseline_only": base_only,
-                    "adapter_only": adapter_only, "both_wrong": neither, "p_value": p, "conclusion": words})
+                    "adapter_only": adapter_only, "both_wrong": neither, "p_value": p,
+                    "conclusion": f"{head} (McNemar exact p={p:.3g})", "caveat": MCNEMAR_CAVEAT})
     return out
 
 
 def paired_quality(baseline, adapter, margin: float | None = 5.0, alpha: float = 0.05,
                    lower_is_better: bool = True) -> dict:
     """Paired statistics of a quality score: per-variant mean/sd, the difference adapter - baseline
-    (mean, sd, 95% t CI), paired t-test, Wilcoxon signed-rank and TOST within +-margin."""
-    x0 = np.asarray(baseline, float)
-    x1 = np.asarray(adapter, float)
+    (mean, sd, (1 - alpha) t CI), paired t-test, Wilcoxon signed-rank and TOST within +-margin."""
+    x0, x1 = np.asarray(baseline, float), np.asarray(adapter, float)
     if x0.shape != x1.shape:
         raise ValueError(f"paired scores need equal lengths, got {x0.shape} and {x1.shape}")
+    if margin is not None and margin <= 0:
+        raise ValueError(f"the equivalence margin must be positive, got {margin}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
     keep = np.isfinite(x0) & np.isfinite(x1)
-    dropped = int((~keep).sum())
-    x0, x1 = x0[keep], x1[keep]
-    n = len(x0)
-    out: dict = {"pairs": n, "dropped_pairs": dropped, "margin": margin, "alpha": alpha,
+    x0, x1, n = x0[keep], x1[keep], int(keep.sum())
+    out: dict = {"pairs": n, "dropped_pairs": int((~keep).sum()), "margin": margin, "alpha": alpha,
                  "lower_is_better": lower_is_better}
     if n == 0:
-        out["conclusion"] = "no complete pairs"
-        return out
+        return {**out, "conclusion": "no complete pairs"}
     d = x1 - x0
     sd = lambda v: float(np.std(v, ddof=1)) if len(v) > 1 else math.nan  # noqa: E731
-    out.update({
-        "baseline_mean": float(x0.mean()), "baseline_sd": sd(x0),
-        "adapter_mean": float(x1.mean()), "adapter_sd": sd(x1),
-        "diff_mean": float(d.mean()), "diff_sd": sd(d),
-    })
+    out.update({"baseline_mean": float(x0.mean()), "baseline_sd": sd(x0), "adapter_mean": float(x1.mean()),
+                "adapter_sd": sd(x1), "diff_mean": float(d.mean()), "diff_sd": sd(d)})
     if n < 2:
-        out["conclusion"] = "too few pairs for tests (need at least 2)"
-        return out
+        return {**out, "conclusion": "too few pairs for tests (need at least 2)"}
     spread = out["diff_sd"] > 0
     if spread:
-        sem = out["diff_sd"] / math.sqrt(n)
-        tcrit = st.t.ppf(0.975, n - 1)
-        out["diff_ci"] = [float(d.mean() - tcrit * sem), float(d.mean() + tcrit * sem)]
+        half = st.t.ppf(1 - alpha / 2, n - 1) * out["diff_sd"] / math.sqrt(n)
+        out["diff_ci"] = [float(d.mean() - half), float(d.mean() + half)]
         t = st.ttest_rel(x1, x0)
         out["t_stat"], out["t_p"] = float(t.statistic), float(t.pvalue)
     else:  # every pair differs by the same amount: no sampling variation to test against
-        out["diff_ci"] = [float(d.mean()), float(d.mean())]
-        out["t_stat"], out["t_p"] = math.nan, (1.0 if d.mean() == 0 else 0.0)
-    if np.any(d != 0):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            w = st.wilcoxon(x1, x0)
-        out["wilcoxon_stat"], out["wilcoxon_p"] = float(w.statistic), float(w.pvalue)
-    else:
-        out["wilcoxon_stat"], out["wilcoxon_p"] = 0.0, 1.0
+        out.update(diff_ci=[float(d.mean())] * 2, t_stat=math.nan, t_p=1.0 if d.mean() == 0 else 0.0)
+    out["wilcoxon_stat"], out["wilcoxon_p"] = _wilcoxon(d)
     if margin is not None:
-        if margin <= 0:
-            raise ValueError(f"the equivalence margin must be positive, got {margin}")
         if spread:
             p, lower, upper = ttost_paired(x1, x0, -margin, margin)
-            out["tost_p"] = float(p)
-            out["tost_lower_p"], out["tost_upper_p"] = float(lower[1]), float(upper[1])
+            out.update(tost_p=float(p), tost_lower_p=float(lower[1]), tost_upper_p=float(upper[1]))
         else:
             out["tost_p"] = 0.0 if abs(d.mean()) < margin else 1.0
         out["equivalent"] = bool(out["tost_p"] < alpha)
@@ -198,58 +226,61 @@ def paired_quality(baseline, adapter, margin: float | None = 5.0, alpha: float =
 
 def quality_conclusion(s: dict) -> str:
     """The words of a paired quality comparison; equivalence is claimed only from TOST."""
-    parts = []
-    if s.get("margin") is not None and "tost_p" in s:
-        m = s["margin"]
-        if s["equivalent"]:
-            parts.append(f"equivalent within ±{m:g} (TOST p={s['tost_p']:.3g})")
-        else:
-            parts.append(f"not shown equivalent within ±{m:g} (TOST p={s['tost_p']:.3g})")
+    m = s.get("margin")
+    if m is not None and "tost_p" in s:
+        parts = [f"{'' if s['equivalent'] else 'not shown '}equivalent within ±{m:g} (TOST p={s['tost_p']:.3g})"]
     else:
-        parts.append("no equivalence margin set, so equivalence is not tested")
+        parts = ["no equivalence margin set, so equivalence is not tested"]
     better = "lower" if s.get("lower_is_better", True) else "higher"
-    diff = s["diff_mean"]
-    sig = s["t_p"] < s["alpha"]
-    side = "adapter lower" if diff < 0 else "adapter higher"
-    if sig:
-        parts.append(f"the mean difference adapter − baseline = {diff:+.2f} is statistically significant "
-                     f"({side}; paired t p={s['t_p']:.3g}, Wilcoxon p={s['wilcoxon_p']:.3g}; {better} is better)")
-    else:
-        parts.append(f"mean difference adapter − baseline = {diff:+.2f} (paired t p={s['t_p']:.3g}, "
-                     f"Wilcoxon p={s['wilcoxon_p']:.3g}; {better} is better)")
-    return "; ".join(parts)
+    diff, tests = s["diff_mean"], f"paired t p={s['t_p']:.3g}, Wilcoxon p={s['wilcoxon_p']:.3g}"
+    if s["t_p"] < s["alpha"]:
+        side = "adapter lower" if diff < 0 else "adapter higher"
+        return "; ".join(parts + [f"the mean difference adapter − baseline = {diff:+.2f} is statistically "
+                                  f"significant ({side}; {tests}; {better} is better)"])
+    return "; ".join(parts + [f"mean difference adapter − baseline = {diff:+.2f} ({tests}; {better} is better)"])
 
 
 def quality_table(df: pd.DataFrame, column: str, margin: float | None = 5.0, alpha: float = 0.05,
-                  lower_is_better: bool = True) -> dict:
-    """`paired_quality` of a quality column over all (prompt, seed) pairs (rows with NaN are dropped)."""
+                  lower_is_better: bool = True, level: str = "pair") -> dict:
+    """`paired_quality` of a column over complete (prompt, seed) pairs (level "pair"), or over
+    per-prompt means of those pairs (level "prompt": ``pairs`` then counts prompts)."""
+    if level not in ("pair", "prompt"):
+        raise ValueError(f"level must be 'pair' or 'prompt', got {level!r}")
     wide = wide_frame(df, column)
-    return paired_quality(wide["baseline"].to_numpy(float), wide["adapter"].to_numpy(float), margin, alpha,
-                          lower_is_better)
+    full = wide.dropna()
+    if level == "prompt":
+        full = full.groupby(level=["category", "prompt_id"]).mean()
+    out = paired_quality(full["baseline"].to_numpy(float), full["adapter"].to_numpy(float), margin, alpha,
+                         lower_is_better)
+    return {**out, "unit": level, "dropped_pairs": int(len(wide) - len(wide.dropna()))}
 
 
 def summarize(df: pd.DataFrame, quality_columns: dict[str, dict] | None = None, n_boot: int = 2000,
-              seed: int = 0, alpha: float = 0.05) -> dict:
+              seed: int = 0, alpha: float = 0.05, n_flips: int = N_FLIPS, exclude_prompts=()) -> dict:
     """All statistics of a run. `quality_columns` maps a column to its options
-    (``margin``, ``lower_is_better``); default: BRISQUE with margin 5."""
+    (``margin``, ``lower_is_better``); default: BRISQUE with margin 5. ``quality[col]`` is the
+    prompt-level analysis, ``quality[col]["pair_level"]`` the (prompt, seed) one. Prompts in
+    `exclude_prompts` are left out of the accuracy statistics only (their images' quality counts)."""
     if quality_columns is None:
         quality_columns = {"brisque": {"margin": 5.0, "lower_is_better": True}}
-    out = {
-        "accuracy": accuracy_table(df, n_boot, seed, 1 - alpha),
-        "accuracy_difference": accuracy_difference(df, n_boot, seed, 1 - alpha),
-        "mcnemar": mcnemar_table(df, alpha),
-        "quality": {},
-        "bootstrap": {"resamples": n_boot, "seed": seed, "unit": "prompt", "method": "percentile",
-                      "confidence": 1 - alpha},
-    }
+    acc = df[~df["prompt_id"].astype(str).isin(set(map(str, exclude_prompts)))]
+    out = {"prompt_test": prompt_test(acc, n_flips, n_boot, seed, alpha),
+           "accuracy": accuracy_table(acc, n_boot, seed, 1 - alpha),
+           "accuracy_difference": accuracy_difference(acc, n_boot, seed, 1 - alpha),
+           "mcnemar": mcnemar_table(acc, alpha), "quality": {},
+           "bootstrap": {"resamples": n_boot, "seed": seed, "unit": "prompt", "method": "percentile",
+                         "confidence": 1 - alpha},
+           "sign_flip": {"resamples": n_flips, "seed": seed, "unit": "prompt"}}
     for col, opts in quality_columns.items():
         if col in df.columns and df[col].notna().any():
-            out["quality"][col] = quality_table(df, col, opts.get("margin"), alpha, opts.get("lower_is_better", True))
+            args = (df, col, opts.get("margin"), alpha, opts.get("lower_is_better", True))
+            out["quality"][col] = {**quality_table(*args, level="prompt"), "pair_level": quality_table(*args)}
     return out
 
 
-__all__ = ["accuracy_table", "accuracy_difference", "bootstrap_ratio", "mcnemar_exact", "mcnemar_table",
-           "paired_frame", "wide_frame", "paired_quality", "quality_conclusion", "quality_table", "summarize"]
+__all__ = ["MCNEMAR_CAVEAT", "N_FLIPS", "accuracy_table", "accuracy_difference", "bootstrap_ratio",
+           "sign_flip_test", "prompt_test", "mcnemar_exact", "mcnemar_table", "wide_frame",
+           "paired_quality", "quality_conclusion", "quality_table", "summarize"]
 
 
 # ---- preference: blind votes

@@ -34,12 +34,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from surlib.names import CATEGORIES, CATEGORY_ATTRIBUTE
+from surlib.names import CATEGORIES, CATEGORY_ATTRIBUTE, SUITES_DIR
 
 from .answers import ANSWER_KINDS, canonical_color, infer_kind
 
 ROW_KEYS = ("id", "category", "prompt", "complex_prompt", "expect", "questions", "meta")
-SUITES_DIR = Path(__file__).resolve().parents[1] / "assets" / "suites"
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 

@@ -51,8 +51,10 @@ class SURAdapter(ModelMixin, ConfigMixin):
     """Maps text embeddings (B, L, text_dim) to adapted embeddings of the same shape.
 
     Output = eta * fc(h) + (1 - eta) * x, with `fc` initialised to zero. `llm_proj` maps the
-    teacher LLM's pooled vector to the text width for the distillation loss; it is trained and
-    saved with the adapter but unused at inference.
+    teacher LLM's pooled vector to the text width for the distillation loss. It stays frozen at
+    its seeded init (as in the official code): a trainable projection lets the distillation KL
+    be satisfied by moving the teacher side instead of the adapter. It is saved with the adapter
+    (so a run can be resumed and audited) and unused at inference.
     """
 
     @register_to_config
@@ -86,6 +88,7 @@ class SURAdapter(ModelMixin, ConfigMixin):
             self.llm_proj = nn.Linear(llm_dim, text_dim)
         nn.init.zeros_(self.fc.weight)
         nn.init.zeros_(self.fc.bias)
+        self.llm_proj.requires_grad_(False)
         self.eval()  # inference is the default; training code calls .train() explicitly
 
     @property

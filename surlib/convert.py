@@ -14,8 +14,14 @@ ours:
     attention.value_layer.*                         dropped (never used: values are the input)
     (absent)                                        llm_proj: kept at our seeded init, untrained
 
-What the file does not hold, and the caller must give: `eta` (the script's `--adapter_weight`;
-the official demo parsed it out of the folder name, e.g. `..._adapterw0.1`) and the LLM width.
+What the file does not hold: `eta` (the script's `--adapter_weight`; the official scripts write
+it into the output folder name, `..._adapterw0.1/adapter_checkpoint1000.pt`, and the official demo
+parses it from there, as `eta_from_path` does) and the LLM width.
+
+The paper's released checkpoint (hub model repo `zhongshsh/SUR-adapter`) was trained on
+`SG161222/Realistic_Vision_V2.0`, not SD 1.5, and gives broken images on SD 1.5: the converted
+adapter records that base (`base_model`), and `SURPipeline` warns when it is paired with another.
+`paper_adapter` downloads it with huggingface_hub and converts it once into a cache folder.
 
 The official transformer ran with `batch_first=False` on (batch, tokens, width) input, so it
 attended across the batch instead of across a prompt's tokens (see docs/method.md, defect
@@ -26,14 +32,25 @@ the official batch of one during training, each token's transformer only ever sa
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 import re
+import shutil
 import warnings
-from pathlib import Path
-from typing import Mapping
+from pathlib import Path, PurePosixPath
+from typing import Callable, Mapping, Sequence
 
 import torch
 
 from .adapter import SURAdapter
+
+logger = logging.getLogger(__name__)
+
+PAPER_REPO = "zhongshsh/SUR-adapter"            # hub model repo of the paper's checkpoint
+PAPER_BASE = "SG161222/Realistic_Vision_V2.0"   # the base that checkpoint was trained on
+PAPER_ETA = 0.1  # the official run's --adapter_weight; used when a checkpoint's path does not say
+_ETA_RE = re.compile(r"adapterw(\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)")
 
 # nn.TransformerEncoderLayer parameter names (the same in both codebases).
 _LAYER_KEYS = frozenset({
@@ -102,6 +119,13 @@ def convert_official_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[
     return converted
 
 
+def eta_from_path(path: str | Path) -> float | None:
+    """`eta` as the official scripts record it, in the output folder name (`..._adapterw0.1/...`),
+    or None when the path does not say. The last occurrence wins, as in the official demo."""
+    found = _ETA_RE.findall(str(path))
+    return float(found[-1]) if found else None
+
+
 def _read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if path.is_dir():
@@ -113,12 +137,23 @@ def _read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
         path = candidates[0]
     if not path.is_file():
         raise FileNotFoundError(f"no official SUR-adapter checkpoint at {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
-        return load_file(str(path))
-    # weights_only: an official checkpoint is a plain state dict; refuse arbitrary pickles.
-    return torch.load(path, map_location="cpu", weights_only=True)
+            state = load_file(str(path))
+        else:
+            # weights_only: an official checkpoint is a plain state dict; refuse arbitrary pickles.
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - every reader error means the same thing to the user
+        raise ValueError(
+            f"cannot read the SUR-adapter checkpoint {path} ({path.stat().st_size} bytes): it is corrupt or "
+            f"truncated (an interrupted download?) or not a torch.save/safetensors state dict "
+            f"({type(e).__name__}: {e}). Delete it and download it again; nothing was loaded"
+        ) from e
+    if not isinstance(state, Mapping):
+        raise ValueError(f"{path} holds a {type(state).__name__}, not a state dict of tensors")
+    return state
 
 
 def load_official_adapter(
@@ -133,15 +168,25 @@ def load_official_adapter(
 ) -> SURAdapter:
     """An official checkpoint (file, folder with one file, or state dict) as a `SURAdapter`.
 
-    `eta` is required: the official file does not store it. Text width, layer count and
-    feed-forward width are read from the weights; `llm_proj` (absent from official files) keeps
-    its seeded initialisation and a warning says so. The result is in eval mode, float32.
+    `eta`: an explicit value wins; else it is read from the path when the path carries it
+    (`adapterw0.1` anywhere in it, see `eta_from_path`); with neither, a ValueError asks for it.
+    There is deliberately no silent default here: every image depends on eta, and a file of
+    unknown origin may have been trained with another. (The `sur-paper` preset, which knows its
+    checkpoint, uses the official run's documented 0.1, `PAPER_ETA`.)
+    Text width, layer count and feed-forward width are read from the weights; `llm_proj` (absent
+    from official files) keeps its seeded initialisation and a warning says so. `base_model`
+    records the base it was trained on (`PAPER_BASE` for the paper's checkpoint). The result is in
+    eval mode, float32. A corrupt or truncated file is refused (ValueError); nothing half-loaded.
     """
+    if eta is None and not isinstance(path_or_state_dict, Mapping):
+        eta = eta_from_path(path_or_state_dict)
     if eta is None:
+        where = ("" if isinstance(path_or_state_dict, Mapping)
+                 else f" and its path ({path_or_state_dict}) has no 'adapterw<eta>'")
         raise ValueError(
-            "eta is required: official SUR-adapter checkpoints do not store it. Pass the value the "
-            "adapter was trained with (the training script's --adapter_weight, which the official "
-            "scripts put in the output folder name as 'adapterw<eta>'; the paper's runs used 0.1)"
+            f"eta is required: official SUR-adapter checkpoints do not store it{where}. Pass eta= the value "
+            "the adapter was trained with (the training script's --adapter_weight, which the official "
+            f"scripts put in the output folder name as 'adapterw<eta>'; the paper's run used {PAPER_ETA})"
         )
     eta = float(eta)
     if isinstance(path_or_state_dict, Mapping):
@@ -202,4 +247,128 @@ def _official_name(key: str) -> str:
     return key.replace("transformer.layers.", "transformer_encoder.layers.", 1)
 
 
-__all__ = ["convert_official_state_dict", "load_official_adapter"]
+# --------------------------------------------------------------------------- the released checkpoint
+_HINT = ("set SUR_ADAPTER to a local adapter folder or official checkpoint file, or allow downloads "
+         "(unset HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE and check the network)")
+
+
+def default_cache_dir() -> Path:
+    """Where converted adapters are kept: $SURLIB_CACHE, else <HF_HOME>/surlib (next to the hub
+    cache, so one setting moves both)."""
+    if os.environ.get("SURLIB_CACHE"):
+        return Path(os.environ["SURLIB_CACHE"])
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HOME) / "surlib"
+
+
+def with_eta(adapter: SURAdapter, eta: float | None) -> SURAdapter:
+    """`adapter` with `eta` set in its config (None: unchanged); the blend reads it on every call."""
+    if eta is not None:
+        eta = float(eta)
+        if not 0.0 <= eta <= 1.0:
+            raise ValueError(f"eta must be in [0, 1], got {eta}")
+        adapter.register_to_config(eta=eta)
+    return adapter
+
+
+def hub_files(repo_id: str) -> list[str]:
+    """The files of a hub model repo: listed on the hub, else (offline, no network) those of its
+    snapshot in the local hub cache, so a repo fetched earlier (`hf download <repo>`) works offline."""
+    from huggingface_hub import list_repo_files, snapshot_download
+
+    try:
+        return list(list_repo_files(repo_id))
+    except Exception as online:  # noqa: BLE001 - whatever the reason, the local cache may still have it
+        try:
+            local = Path(snapshot_download(repo_id, local_files_only=True))
+        except Exception:  # noqa: BLE001 - not cached either: report the hub's answer
+            raise online from None
+        return sorted(p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file())
+
+
+def pick_checkpoint(files: Sequence[str], repo_id: str = PAPER_REPO) -> str:
+    """The adapter checkpoint among a hub repo's files (names are never hard-coded: the listing
+    decides). Files with a checkpoint suffix; among several, those named *adapter*; among those,
+    the final `adapter.<ext>`, else the highest `checkpoint<step>`. Anything else is ambiguous."""
+    found = [f for f in files if f.lower().endswith(_CHECKPOINT_SUFFIXES)]
+    if not found:
+        raise FileNotFoundError(f"hub repo {repo_id} has no adapter checkpoint ({'/'.join(_CHECKPOINT_SUFFIXES)}) "
+                                f"among its files: {_listing(sorted(files), 20) or 'none'}")
+    named = [f for f in found if "adapter" in PurePosixPath(f).name.lower()]
+    found = named or found
+    if len(found) == 1:
+        return found[0]
+    final = [f for f in found if PurePosixPath(f).stem.lower() == "adapter"]
+    if len(final) == 1:
+        return final[0]
+    steps = {f: int(m.group(1)) for f in found if (m := re.search(r"checkpoint[-_]?(\d+)$", PurePosixPath(f).stem))}
+    if len(steps) == len(found) and len(set(steps.values())) == len(found):
+        return max(steps, key=steps.get)
+    raise ValueError(f"hub repo {repo_id} has several adapter checkpoints ({', '.join(sorted(found))}): "
+                     "pass filename= to choose one")
+
+
+def paper_adapter_folder(repo_id: str = PAPER_REPO, cache_dir: str | Path | None = None, *,
+                         filename: str | None = None, base_model: str = PAPER_BASE,
+                         list_files: Callable[[str], Sequence[str]] | None = None,
+                         download: Callable[[str, str], str] | None = None) -> Path:
+    """A `SURAdapter` folder converted from an official checkpoint on the hub, made once.
+
+    The first call lists the repo (`list_files`, default `hub_files`: the hub, or offline the
+    local hub cache), picks the checkpoint (`pick_checkpoint`, or `filename`), downloads it
+    (`download`, default `huggingface_hub.hf_hub_download`, which keeps its own cache), converts
+    it with eta from its path or `PAPER_ETA`, and saves it under `cache_dir` (default
+    `default_cache_dir()`) through a temporary folder, so a failed conversion leaves nothing behind. Later calls reuse the folder
+    without touching the network (delete it to refresh). No network, offline mode or a missing
+    file: FileNotFoundError naming the repo, the file and what to set. Corrupt file: ValueError.
+    Tests pass fakes for `list_files` and `download`.
+    """
+    if download is None:
+        from huggingface_hub import hf_hub_download as download
+    list_files = list_files or hub_files
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    name = re.sub(r"[^\w.-]+", "_", filename) if filename else "auto"  # "auto": what the listing picks
+    folder = root / "adapters" / repo_id.replace("/", "--") / name
+    if (folder / "config.json").is_file():
+        logger.info("SUR-adapter from %s: reusing the converted copy in %s", repo_id, folder)
+        return folder
+    if filename is None:
+        try:
+            files = list(list_files(repo_id))
+        except Exception as e:  # noqa: BLE001 - offline, no network, no such repo: one message
+            raise FileNotFoundError(f"cannot list hub repo {repo_id} to find its adapter checkpoint "
+                                    f"({type(e).__name__}: {e}); {_HINT}") from e
+        filename = pick_checkpoint(files, repo_id)
+    try:
+        local = download(repo_id, filename)
+    except Exception as e:  # noqa: BLE001
+        raise FileNotFoundError(f"cannot get {filename} from hub repo {repo_id} ({type(e).__name__}: {e}); "
+                                f"{_HINT}") from e
+    eta = eta_from_path(filename)
+    eta_source = "its path" if eta is not None else "the official run's documented default"
+    eta = PAPER_ETA if eta is None else eta
+    with warnings.catch_warnings():  # the untrained llm_proj does not matter for inference
+        warnings.filterwarnings("ignore", message=".*llm_proj.*")
+        adapter = load_official_adapter(local, eta=eta, base_model=base_model)
+    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    adapter.save_pretrained(tmp)
+    (tmp / "source.json").write_text(json.dumps({"repo": repo_id, "file": filename, "eta": eta,
+                                                 "eta_from": eta_source, "base_model": base_model}, indent=2))
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
+    logger.info("converted %s/%s (eta %g from %s) to %s", repo_id, filename, eta, eta_source, folder)
+    return folder
+
+
+def paper_adapter(repo_id: str = PAPER_REPO, cache_dir: str | Path | None = None, eta: float | None = None,
+                  **kwargs) -> SURAdapter:
+    """The paper's released adapter as a `SURAdapter` (see `paper_adapter_folder`; kwargs go there),
+    with `eta` overriding the converted one when given."""
+    return with_eta(SURAdapter.from_pretrained(paper_adapter_folder(repo_id, cache_dir, **kwargs)), eta)
+
+
+__all__ = ["convert_official_state_dict", "load_official_adapter", "eta_from_path", "pick_checkpoint", "hub_files",
+           "paper_adapter", "paper_adapter_folder", "default_cache_dir", "with_eta", "PAPER_REPO",
+           "PAPER_BASE", "PAPER_ETA"]

@@ -3,8 +3,12 @@
 Shards are safetensors files keyed by ROW INDEX, never by caption text (the official cache, a
 dict keyed by caption, collided on duplicate captions). A manifest records model, layer, pooling,
 dtype, max_length, width, the dataset fingerprint (hash of the simple prompts in order) and the
-count; a cache whose manifest differs is rebuilt, never reused. Shards are written atomically,
-so an interrupted extraction resumes with only the missing shards.
+count, and what a layer's vector is (`layer_output`: the raw block output, see surlib.teacher);
+a cache whose manifest differs is rebuilt, never reused. Shards are written atomically, so an
+interrupted extraction resumes with only the missing shards.
+
+`FeatureCache` is also what the trainer gets from vectors computed elsewhere: `surlib.surd`
+builds one from the SURD release's `39.pt`.
 """
 
 from __future__ import annotations
@@ -23,12 +27,13 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from .teacher import LLMFeatureExtractor
+from .teacher import MINILM_ID, LLMFeatureExtractor
 
 logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 CACHE_FORMAT = 1
+LAYER_OUTPUT = "block"  # the raw output of the chosen block, taken by a forward hook
 
 
 def dataset_fingerprint(texts: Sequence[str]) -> str:
@@ -79,7 +84,18 @@ def _write_json(path: Path, obj: dict) -> None:
 def _differences(have: dict | None, want: dict) -> list[str]:
     if have is None:
         return ["no manifest"]
+    if "layer_output" not in have and _same_without_hook(have):
+        have = {**have, "layer_output": LAYER_OUTPUT}
     return [f"{k}: {have.get(k)!r} -> {v!r}" for k, v in want.items() if have.get(k) != v]
+
+
+def _same_without_hook(manifest: dict) -> bool:
+    """Caches written before `layer_output` existed read `hidden_states[layer + 1]`: the same raw
+    block output for every block but a decoder's last one, where HF applies the final norm. They
+    are kept for a block counted from the start and for MiniLM (an encoder: no final norm, so its
+    last state is its last block's output); a layer counted from the end of another model is
+    rebuilt."""
+    return int(manifest.get("layer", -1)) >= 0 or manifest.get("model") == MINILM_ID
 
 
 def _clear(cache_dir: Path) -> None:
@@ -101,7 +117,7 @@ def _shard_ok(path: Path, lo: int, hi: int, width: int | None) -> bool:
 def _expected(texts: Sequence[str], settings: dict, shard_size: int) -> dict:
     return {**{k: settings[k] for k in ("model", "layer", "pooling", "dtype", "max_length")},
             "fingerprint": dataset_fingerprint(texts), "count": len(texts), "shard_size": int(shard_size),
-            "format": CACHE_FORMAT}
+            "format": CACHE_FORMAT, "layer_output": LAYER_OUTPUT}
 
 
 def load_feature_cache(cache_dir: str | Path, expected: dict | None = None) -> FeatureCache:

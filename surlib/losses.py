@@ -1,7 +1,8 @@
 """The three SUR-adapter losses, each a small function of tensors.
 
 ``total = noise_weight * noise_loss + llm_weight * llm_distill_loss + quality_weight * quality_loss``
-(official weights 1, 1e-5, 1e-5).
+(official weights 1, 1e-5, 1e-5), plus ``identity_weight * identity_loss`` on the rows whose
+input is the spell (``spell_fraction``; not in the paper, off by default).
 
 Conventions, and where they differ from the official script:
 
@@ -36,6 +37,7 @@ class LossWeights:
     noise: float = 1.0
     llm: float = 1e-5
     quality: float = 1e-5
+    identity: float = 0.0
 
 
 def sample_noise_and_timesteps(latents: torch.Tensor, num_train_timesteps: int,
@@ -104,7 +106,8 @@ def llm_distill_loss(hidden: torch.Tensor, teacher: torch.Tensor, mask: torch.Te
         raise ValueError(f"expected hidden (B, L, D) and teacher (B, D), got {tuple(hidden.shape)} "
                          f"and {tuple(teacher.shape)}")
     pooled = hidden.mean(dim=1) if mask is None else pool_tokens(hidden, mask.to(hidden.device), "mean")
-    return _kl(teacher, pooled, temperature).mean()
+    # The teacher is a target: only the adapter may move to meet it (docs/method.md, defect 4).
+    return _kl(teacher.detach(), pooled, temperature).mean()
 
 
 def quality_loss(adapted: torch.Tensor, complex_embeds: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -116,5 +119,20 @@ def quality_loss(adapted: torch.Tensor, complex_embeds: torch.Tensor, temperatur
     return _kl(complex_embeds.detach(), adapted, temperature).sum(dim=-1).mean()
 
 
-__all__ = ["LossWeights", "noise_loss", "llm_distill_loss", "quality_loss", "min_snr_weights",
+def identity_loss(adapted: torch.Tensor, embeds: torch.Tensor) -> torch.Tensor:
+    """Relative squared distance of the adapter's output from its input, ||a - x||^2 / ||x||^2
+    per prompt, mean over the batch. Applied to prompts that already work (spells), it asks the
+    adapter to leave them alone; a fresh adapter scores eta^2 (its output is (1 - eta) * x)."""
+    if adapted.shape != embeds.shape:
+        raise ValueError(f"adapted {tuple(adapted.shape)} and input embeddings {tuple(embeds.shape)} "
+                         "must have the same shape")
+    if adapted.shape[0] == 0:
+        return adapted.new_zeros((), dtype=torch.float32)
+    x = embeds.detach().float()
+    dims = tuple(range(1, x.ndim))
+    err = (adapted.float() - x).pow(2).sum(dim=dims)
+    return (err / x.pow(2).sum(dim=dims).clamp_min(1e-12)).mean()
+
+
+__all__ = ["LossWeights", "noise_loss", "llm_distill_loss", "quality_loss", "identity_loss", "min_snr_weights",
            "sample_noise_and_timesteps"]

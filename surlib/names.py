@@ -1,7 +1,13 @@
 """Names shared by the library, the evaluation and the studio, defined once.
 
-Light on purpose (no imports): the vote store, the suites and the statistics all use them.
+Light on purpose (standard library only): the vote store, the suites and the statistics all
+use them.
 """
+
+from pathlib import Path
+
+# Where the shipped prompt suites live (assets/suites/<name>.jsonl).
+SUITES_DIR = Path(__file__).resolve().parents[1] / "assets" / "suites"
 
 # The two halves of a paired generation: the base model alone, and with the adapter.
 VARIANTS = ("baseline", "adapter")

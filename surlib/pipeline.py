@@ -8,10 +8,13 @@ with identical starting noise, so the comparison is fair and costs about one gen
 
 from __future__ import annotations
 
+import logging
 import math
+import re
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -21,6 +24,8 @@ from diffusers.utils.torch_utils import randn_tensor
 from .adapter import SURAdapter
 from .devices import default_device, default_dtype
 from .names import VARIANTS
+
+logger = logging.getLogger(__name__)
 
 MAX_STEPS = 500
 MAX_SEED = 2**32 - 1
@@ -90,6 +95,7 @@ class SURPipeline:
         unet_width = sd.unet.config.cross_attention_dim
         if unet_width != adapter.config.text_dim:
             adapter.check_text_width(unet_width, where="the UNet's cross-attention")
+        warn_if_other_base(adapter, sd, name)
         self.sd = sd
         self.adapter = adapter.to(device=sd.device, dtype=sd.unet.dtype).eval()
         self.name = name
@@ -240,6 +246,53 @@ class SURPipeline:
         ) for i in range(k)]
 
 
+_HUB_CACHE_RE = re.compile(r"models--([^/\\]+?)--([^/\\]+)")
+
+
+def base_aliases(name: str | None) -> set[str]:
+    """Spellings of one base model, lower-cased: as given, the hub id inside a hub-cache snapshot
+    path (`.../models--org--name/snapshots/...`), the resolved local folder, and the hub id of a
+    surlib preset name (an adapter trained with `base: sd15` records "sd15")."""
+    if not name:
+        return set()
+    name = str(name).strip().rstrip("/\\")
+    out = {name.lower()}
+    if m := _HUB_CACHE_RE.search(name):
+        out.add(f"{m.group(1)}/{m.group(2)}".lower())
+    try:
+        local = Path(name).expanduser()
+        if local.exists():
+            out.add(str(local.resolve()).lower())
+    except (OSError, RuntimeError):  # not a usable path (too long, no home directory): a name only
+        pass
+    from .presets import PRESETS  # lazy: presets imports this module
+
+    if name in PRESETS and PRESETS[name].base:
+        out.add(PRESETS[name].base.lower())
+    return out
+
+
+def warn_if_other_base(adapter: SURAdapter, sd, name: str | None = None) -> bool:
+    """Log a warning (and return True) when the adapter records the base it was trained on and the
+    pipeline's base is another. Same width is not the same model: an adapter learns its base's
+    embedding space (the paper's checkpoint, trained on Realistic Vision V2.0, gives broken images
+    on SD 1.5). The base is known by its `name_or_path`, else by `name` when that is a preset; an
+    unknown base (a pipeline built in memory) is not compared. Widths that differ stay an error."""
+    trained_on = adapter.config.get("base_model")
+    paired = getattr(sd, "name_or_path", None)
+    if not paired and name:
+        from .presets import PRESETS
+
+        paired = name if name in PRESETS else None
+    if not trained_on or not paired or base_aliases(trained_on) & base_aliases(paired):
+        return False
+    logger.warning(
+        "this SUR-adapter was trained on base model %r but is paired with %r: the text widths match, "
+        "but an adapter learns its own base's embeddings, so the adapted images may be poor or broken. "
+        "Use the base it was trained on, or train an adapter for this one.", trained_on, paired)
+    return True
+
+
 def _validate_item(i: int, prompt, seed, total: int):
     """(prompt, seed) of one batch item; in a batch the error names the item."""
     try:
@@ -254,4 +307,4 @@ def _sync(device: torch.device) -> float:
     return time.perf_counter()
 
 
-__all__ = ["SURPipeline", "Generation", "validate_request", "VARIANTS"]
+__all__ = ["SURPipeline", "Generation", "validate_request", "VARIANTS", "warn_if_other_base", "base_aliases"]

@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import torch
 
 from .adapter import SURAdapter
+from .convert import PAPER_BASE, PAPER_ETA, PAPER_REPO, eta_from_path, load_official_adapter, paper_adapter, with_eta
 from .devices import default_device, default_dtype
 from .pipeline import SURPipeline
 
@@ -36,6 +38,34 @@ def _load_hub(base: str):
         return SURPipeline.from_pretrained(base, adapter=adapter, device=device, dtype=dtype,
                                            safety_checker=safety_checker)
     return load
+
+
+def _paper_or_local_adapter(adapter, eta: float | None, cache_dir=None) -> SURAdapter:
+    """The adapter of the `sur-paper` preset: the released one (downloaded and converted once), or
+    `adapter` / SUR_ADAPTER: an instance, a surlib adapter folder or hub id, or an official
+    checkpoint file (or a folder holding one), converted on the fly with eta from its path or 0.1."""
+    adapter = adapter or os.environ.get("SUR_ADAPTER")
+    if adapter is None:
+        return paper_adapter(PAPER_REPO, cache_dir, eta=eta)
+    if isinstance(adapter, SURAdapter):
+        return with_eta(adapter, eta)
+    local = Path(adapter).expanduser()
+    if local.is_file() or (local.is_dir() and not (local / "config.json").exists()):
+        if eta is None:
+            eta = eta_from_path(local)
+        return load_official_adapter(local, eta=PAPER_ETA if eta is None else eta, base_model=PAPER_BASE)
+    return with_eta(SURAdapter.from_pretrained(adapter), eta)
+
+
+def _load_paper(adapter: str | SURAdapter | None = None, device=None, dtype=None, safety_checker: bool = True,
+                eta: float | None = None, cache_dir: str | None = None):
+    """The paper's model: the base it was trained on plus its released adapter (GPU-sized).
+
+    `eta` overrides the adapter's blend weight (default: from the checkpoint's path, else 0.1);
+    `cache_dir` is where the converted adapter is kept (default `surlib.convert.default_cache_dir`)."""
+    ada = _paper_or_local_adapter(adapter, eta, cache_dir)
+    return SURPipeline.from_pretrained(PAPER_BASE, adapter=ada, device=device, dtype=dtype,
+                                       safety_checker=safety_checker)
 
 
 def _load_tiny(adapter: str | None = None, device=None, dtype=None, safety_checker: bool = False):
@@ -75,7 +105,7 @@ def _load_toy(adapter: str | None = None, device=None, dtype=None, safety_checke
         # No trained toy adapter shipped yet: an identity adapter (eta = 0) keeps the
         # comparison honest (both images equal) instead of showing an untrained one.
         ada = SURAdapter(text_dim=sd.text_encoder.config.hidden_size, llm_dim=384, num_heads=4,
-                         ff_dim=512, eta=0.0, base_model="toy (no trained adapter yet)")
+                         ff_dim=512, eta=0.0, base_model="toy")
     else:
         ada = SURAdapter.from_pretrained(path)
     return SURPipeline(sd, ada, name="toy")
@@ -102,6 +132,8 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
            base="stable-diffusion-v1-5/stable-diffusion-v1-5"),
     Preset("sd21", "Stable Diffusion 2.1 (1024-d OpenCLIP); needs a trained SUR-adapter",
            _load_hub("stabilityai/stable-diffusion-2-1"), base="stabilityai/stable-diffusion-2-1"),
+    Preset("sur-paper", f"the paper's model: {PAPER_BASE} + the released SUR-adapter ({PAPER_REPO}, eta "
+           f"{PAPER_ETA}); downloads several GB; needs a GPU", _load_paper, base=PAPER_BASE),
 ]}
 
 
@@ -112,7 +144,7 @@ def default_preset() -> str:
 
 def load_preset(name: str, **kwargs) -> SURPipeline:
     """Load a preset by name; kwargs (adapter, device, dtype, safety_checker; `traced` for the
-    toy preset) go to its loader."""
+    toy preset; `eta` and `cache_dir` for sur-paper) go to its loader."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; available: {', '.join(sorted(PRESETS))}")
     return PRESETS[name].load(**kwargs)

@@ -4,9 +4,11 @@ Decoder LLMs (LLaMA, Qwen, TinyLlama) and encoders (MiniLM / BERT) go through th
 `LLMFeatureExtractor`:
 
 * ``layer`` - the transformer block whose output is taken, 0-based; negative counts from the end
-  (-1 = last block). The official ``prompt2vec/13B/39.pt`` is block 39 of LLaMA-13B's 40. HF
-  returns the last block's output *after* the model's final norm (LLaMA's RMSNorm), which the
-  official vectors did not apply; other blocks are raw block outputs as in the official code.
+  (-1 = last block). The official ``prompt2vec/13B/39.pt`` is block 39 of LLaMA-13B's 40: the
+  raw output of that block. It is read with a forward hook on the block itself, not from
+  ``hidden_states``: HF's ``hidden_states[-1]`` is the last block's output *after* the model's
+  final norm (LLaMA's RMSNorm), which is not a block output, so for the last block the two differ.
+  The forward stops at that block (nothing after it is computed).
 * ``pooling`` - ``"mean"`` over the prompt's tokens, ``"last"`` (last real token) or ``"first"``.
   Padding is read from the attention mask, so left- and right-padding tokenizers give the same
   vectors; with left padding, position ids are taken from the mask as well. By default special
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
 logger = logging.getLogger(__name__)
@@ -124,7 +127,10 @@ class LLMFeatureExtractor:
         self.batch_size, self.skip_special_tokens = int(batch_size), bool(skip_special_tokens)
         self.width = int(cfg.hidden_size)
         self.model_id = model_id or getattr(model.config, "_name_or_path", "") or type(model).__name__
-        self._takes_positions = "position_ids" in inspect.signature(model.forward).parameters
+        self.blocks = transformer_blocks(model, self.num_layers)
+        params = inspect.signature(model.forward).parameters
+        self._takes_positions = "position_ids" in params
+        self._takes_cache = "use_cache" in params
 
     @classmethod
     def from_pretrained(cls, model: str, layer: int = -1, pooling: str = "mean", dtype: str = "float32",
@@ -160,9 +166,25 @@ class LLMFeatureExtractor:
         return dict(model=self.model_id, layer=self.layer, pooling=self.pooling,
                     dtype=_dtype_name(self.model.dtype), max_length=self.max_length)
 
-    def _hidden_index(self) -> int:
-        # hidden_states[0] is the embedding output, [i + 1] the output of block i.
-        return self.layer + 1 if self.layer >= 0 else self.layer
+    def block_output(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The raw output (B, L, D) of block `layer` for tokenized `inputs`, via a forward hook;
+        the forward is cut short right after that block."""
+        captured: list[torch.Tensor] = []
+
+        def hook(module, args, output):
+            captured.append(output[0] if isinstance(output, (tuple, list)) else output)
+            raise _StopForward
+
+        handle = self.blocks[self.layer].register_forward_hook(hook)
+        try:
+            self.model(**inputs, **({"use_cache": False} if self._takes_cache else {}))
+        except _StopForward:
+            pass
+        finally:
+            handle.remove()
+        if not captured:
+            raise RuntimeError(f"block {self.layer} of {self.model_id} did not run in the forward pass")
+        return captured[0]
 
     @torch.no_grad()
     def encode_batch(self, texts: Sequence[str]) -> torch.Tensor:
@@ -173,8 +195,7 @@ class LLMFeatureExtractor:
         inputs = {k: v.to(self.device) for k, v in enc.items()}
         if self.tokenizer.padding_side == "left" and self._takes_positions:
             inputs["position_ids"] = (enc["attention_mask"].cumsum(-1) - 1).clamp(min=0).to(self.device)
-        out = self.model(**inputs, output_hidden_states=True, return_dict=True)
-        hidden = out.hidden_states[self._hidden_index()].float().cpu()
+        hidden = self.block_output(inputs).float().cpu()
         return pool_tokens(hidden, mask, self.pooling, special if self.skip_special_tokens else None)
 
     def __call__(self, texts: Sequence[str], progress: bool = True) -> torch.Tensor:
@@ -186,6 +207,24 @@ class LLMFeatureExtractor:
         if not parts:
             return torch.zeros(0, self.width)
         return torch.cat(parts)
+
+
+class _StopForward(Exception):
+    """Raised by the block hook: the rest of the model is not needed."""
+
+
+def transformer_blocks(model: nn.Module, num_layers: int) -> nn.ModuleList:
+    """The model's list of transformer blocks: the ModuleList of `num_layers` modules (LLaMA/Qwen
+    `layers`, BERT `encoder.layer`, GPT-2 `h`), preferring those names, then text over vision
+    towers, then the shortest path. Found by shape, not by architecture name, so any HF model works."""
+    found = [(name, m) for name, m in model.named_modules()
+             if isinstance(m, nn.ModuleList) and len(m) == num_layers]
+    if not found:
+        raise ValueError(f"{type(model).__name__} has no list of {num_layers} transformer blocks "
+                         "to take a layer's output from")
+    found.sort(key=lambda nm: (nm[0].rsplit(".", 1)[-1] not in ("layers", "layer", "h", "blocks"),
+                               "vision" in nm[0], len(nm[0])))
+    return found[0][1]
 
 
 def pool_tokens(hidden: torch.Tensor, mask: torch.Tensor, pooling: str = "mean",
@@ -213,4 +252,4 @@ def pool_tokens(hidden: torch.Tensor, mask: torch.Tensor, pooling: str = "mean",
 
 
 __all__ = ["LLMFeatureExtractor", "TEACHERS", "TeacherPreset", "teacher_settings", "pool_tokens",
-           "resolve_model_path"]
+           "resolve_model_path", "transformer_blocks"]

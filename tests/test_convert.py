@@ -14,7 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from surlib import SURAdapter, SURPipeline
-from surlib.convert import convert_official_state_dict, load_official_adapter
+from surlib.convert import PAPER_BASE, convert_official_state_dict, eta_from_path, load_official_adapter
 
 HEADS = 8  # fixed in the official code
 
@@ -129,6 +129,34 @@ def test_eta_must_be_given():
         load_official_adapter(official_state_dict())
     with pytest.raises(ValueError, match="eta"):
         load_official_adapter(official_state_dict(), eta=1.5, llm_dim=16)
+
+
+def test_eta_is_read_from_a_path_that_carries_it(tmp_path):
+    """The official scripts name the output folder ..._adapterw<eta>; the demo parses it from there."""
+    folder = tmp_path / "runwayml_fp16" / "test_llm13B_llml39_lr1e-05_llmw1e-05_promptw1e-05_adapterw0.3"
+    folder.mkdir(parents=True)
+    torch.save(official_state_dict(), folder / "adapter_checkpoint1000.pt")
+    assert eta_from_path(folder / "adapter_checkpoint1000.pt") == 0.3
+    assert eta_from_path("a/adapterw1e-01/x.pt") == 0.1 and eta_from_path("adapter.pt") is None
+    assert _load(folder / "adapter_checkpoint1000.pt", eta=None).config.eta == 0.3
+    assert _load(folder / "adapter_checkpoint1000.pt", eta=0.5).config.eta == 0.5  # explicit wins
+    assert _load(folder, eta=None, base_model=PAPER_BASE).config.base_model == PAPER_BASE
+    torch.save(official_state_dict(), tmp_path / "adapter.pt")
+    with pytest.raises(ValueError, match=r"eta is required.*no 'adapterw<eta>'.*0\.1"):
+        load_official_adapter(tmp_path / "adapter.pt")
+
+
+def test_a_truncated_or_foreign_file_is_refused(tmp_path):
+    torch.save(official_state_dict(), tmp_path / "full.pt")
+    data = (tmp_path / "full.pt").read_bytes()
+    for name, content in (("cut.pt", data[: len(data) // 3]), ("empty.pt", b""), ("text.pt", b"<html>404</html>")):
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(ValueError, match="corrupt or truncated") as info:
+            load_official_adapter(tmp_path / name, eta=0.1, llm_dim=16)
+        assert name in str(info.value)
+    torch.save([1, 2, 3], tmp_path / "list.pt")
+    with pytest.raises(ValueError, match="not a state dict"):
+        load_official_adapter(tmp_path / "list.pt", eta=0.1)
 
 
 def test_llm_proj_keeps_the_seeded_init_and_warns():

@@ -187,11 +187,15 @@ def test_cli_runs_with_a_registered_judge(tmp_path, suite_path, tiny_pipe, monke
     monkeypatch.setattr(runner, "load_pipeline", lambda cfg, device=None: tiny_pipe)
     out = tmp_path / "cli"
     rc = run.main(["--preset", "tiny", "--suite", str(suite_path), "--seeds", "1", "--steps", "2",
-                   "--judge", "parity", "--limit", "1", "--n-boot", "100", "--out", str(out), "--no-progress"])
+                   "--judge", "parity", "--limit", "1", "--n-boot", "100", "--n-flips", "500", "--out", str(out),
+                   "--no-progress"])
     assert rc == 0
-    assert "report:" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "report:" in printed and "prompt-level sign-flip p=" in printed
+    assert printed.index("prompt-level sign-flip") < printed.index("McNemar")
     cfg = json.loads((out / "run_config.json").read_text())
     assert cfg["seeds"] == [0] and cfg["steps"] == 2 and cfg["judge"] == "parity" and cfg["margin"] == 5.0
+    assert cfg["n_flips"] == 500 and json.loads((out / "summary.json").read_text())["sign_flip"]["resamples"] == 500
     assert run.main(["--preset", "tiny", "--suite", "nope", "--out", str(out)]) == 2  # clear error, no trace
 
 
@@ -201,6 +205,7 @@ def test_cli_runs_with_a_registered_judge(tmp_path, suite_path, tiny_pipe, monke
     (dict(chunk=0), "chunk must be >= 1"),
     (dict(gen_batch=0), "gen_batch must be >= 1"),
     (dict(margin=0), "margin must be positive"),
+    (dict(n_flips=0), "n_flips and n_boot must be >= 1"),
     (dict(base="some/base"), "either a preset or --base"),
 ])
 def test_bad_configs_are_refused_with_the_reason(tmp_path, suite_path, kw, message):
@@ -217,6 +222,8 @@ def test_sampling_defaults_come_from_the_preset_unless_given(tmp_path):
     assert (toy.steps, toy.guidance) != (50, 7.5)
     assert toy.quality == ["brisque", "palette_distance"]
     assert toy.quality_margins == {"palette_distance": PALETTE_DISTANCE_MARGIN}
+    for suite in ("toy_heldout", "toy_spells", "toy_canonical"):  # every toy suite is scored on toy renders
+        assert EvalConfig(out=str(tmp_path), preset="toy", suite=suite).quality == ["brisque", "palette_distance"]
     sd15 = EvalConfig(out=str(tmp_path), preset="sd15")
     assert (sd15.steps, sd15.guidance) == (50, 7.5)
     hub = EvalConfig(out=str(tmp_path), base="some/sd", adapter="some/adapter")
@@ -393,3 +400,111 @@ def test_quality_measures_are_named_by_registration_only(tmp_path, monkeypatch):
     fns = quality_fns(EvalConfig(out=str(tmp_path), preset="tiny", quality=["brisque", "brightness"]))
     assert list(fns) == ["brisque", "brightness"]
     assert fns["brightness"]([np.full((4, 4, 3), 10, np.uint8)]) == [10.0]
+
+
+# --------------------------------------------------------------------------- model hashes, vocabulary
+
+def _brightness(images):
+    return [float(np.asarray(im).mean()) for im in images]
+
+
+def _fake_adapter(folder, weights=b"weights v1"):
+    folder.mkdir(exist_ok=True)
+    (folder / "config.json").write_text('{"eta": 1.0}')
+    (folder / "diffusion_pytorch_model.safetensors").write_bytes(weights)
+    (folder / "README.md").write_text("not a weight file")
+    return folder
+
+
+def test_resume_is_refused_after_the_adapter_weights_change(tmp_path, suite_path, tiny_pipe):
+    from eval import config as config_mod
+
+    adapter = _fake_adapter(tmp_path / "adapter")
+    out = tmp_path / "run"
+    cfg = _cfg(out, suite_path, adapter=str(adapter), seeds=[0], limit=1, categories=["counting"])
+    run_eval(cfg, pipe=tiny_pipe, judge=ParityJudge(), quality_fns={"bright": _brightness})
+    rec = json.loads((out / "run_config.json").read_text())
+    files = rec["model_files"]["adapter"]["files"]
+    assert sorted(files) == ["config.json", "diffusion_pytorch_model.safetensors"]  # README.md is not hashed
+    import hashlib
+    assert files["diffusion_pytorch_model.safetensors"]["sha256"] == hashlib.sha256(b"weights v1").hexdigest()
+    assert rec["model_sha256"]["adapter"] == rec["model_files"]["adapter"]["sha256"]
+    assert rec["model_sha256"]["base"] is None  # the tiny preset builds its base in memory
+    run_eval(cfg, pipe=tiny_pipe, judge=ParityJudge(), quality_fns={"bright": _brightness})  # unchanged: resumes
+
+    (adapter / "README.md").write_text("edited notes")  # not a weight file: still resumes
+    run_eval(cfg, pipe=tiny_pipe, judge=ParityJudge(), quality_fns={"bright": _brightness})
+    (adapter / "diffusion_pytorch_model.safetensors").write_bytes(b"weights v2, retrained")
+    with pytest.raises(ValueError) as err:
+        run_eval(cfg, pipe=tiny_pipe, judge=ParityJudge(), quality_fns={"bright": _brightness})
+    msg = str(err.value)
+    assert str(adapter / "diffusion_pytorch_model.safetensors") + " (contents changed)" in msg
+    assert "config.json" not in msg and "use a new --out folder" in msg and str(out) in msg
+
+    # the hash of an unchanged file is taken from the folder's record (size + mtime), not reread
+    config_mod._HASHES.clear()
+    (adapter / "diffusion_pytorch_model.safetensors").write_bytes(b"weights v1")
+    stat = (adapter / "diffusion_pytorch_model.safetensors").stat()
+    old = {"sha256": "recorded", "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    assert config_mod.file_sha256(adapter / "diffusion_pytorch_model.safetensors", old)["sha256"] == "recorded"
+    config_mod._HASHES.clear()
+    assert config_mod.file_sha256(adapter / "diffusion_pytorch_model.safetensors", {**old, "size": 1})["sha256"] \
+        == hashlib.sha256(b"weights v1").hexdigest()
+
+
+def test_a_folder_from_before_model_hashes_resumes_with_a_warning(tmp_path, suite_path, tiny_pipe):
+    adapter = _fake_adapter(tmp_path / "adapter")
+    out = tmp_path / "run"
+    cfg = _cfg(out, suite_path, adapter=str(adapter), seeds=[0], limit=1, categories=["counting"])
+    run_eval(cfg, pipe=tiny_pipe, judge=ParityJudge(), quality_fns={"bright": _brightness})
+    rec = json.loads((out / "run_config.json").read_text())
+    legacy = {k: v for k, v in rec.items() if k not in ("model_files", "model_sha256")}
+    (out / "run_config.json").write_text(json.dumps(legacy))
+    with pytest.warns(UserWarning, match="records no model hashes"):
+        run_eval(cfg, pipe=tiny_pipe, judge=ParityJudge(), quality_fns={"bright": _brightness})
+    assert json.loads((out / "run_config.json").read_text())["model_sha256"] == rec["model_sha256"]
+
+
+def test_toy_preset_hashes_base_adapter_and_judge_apart(tmp_path):
+    from eval.config import model_record, model_sources
+    from surlib.toy.base_model import ASSETS
+
+    cfg = EvalConfig(out=str(tmp_path), preset="toy")
+    src = model_sources(cfg)
+    assert src["base"][1] == ASSETS and {"judge", "adapter", "text_encoder"} <= set(src)
+    rec = model_record(cfg)
+    base = rec["base"]["files"] or {}
+    assert not any(rel.startswith("adapter/") or rel.startswith("judge") for rel in base)
+    if (ASSETS / "unet" / "config.json").exists():
+        assert "unet/config.json" in base
+    hub = model_sources(EvalConfig(out=str(tmp_path), base="no-such-org/no-such-model", adapter=str(tmp_path)))
+    assert hub["base"][0] == "hub id no-such-org/no-such-model" and hub["base"][1] is None  # the id only
+
+
+def test_toy_runs_record_unknown_words_and_leave_those_prompts_out_of_accuracy(tmp_path, suite_path, tiny_pipe,
+                                                                              monkeypatch):
+    """A tiny fake vocabulary check: "bicycle" is outside it, so the action prompt is excluded."""
+    monkeypatch.setattr("surlib.toy.prompts.unknown_words",
+                        lambda prompt: [w for w in prompt.split() if w in ("bicycle", "street")], raising=False)
+    out = tmp_path / "toy"
+    cfg = _cfg(out, suite_path, judge="toy", seeds=[0, 1], categories=["counting", "color", "action"])
+    summary = run_eval(cfg, pipe=tiny_pipe, judge=ParityJudge(), quality_fns={"bright": _brightness})
+    rows = read_judgments(out / "judgments.jsonl")
+    assert {r["prompt_id"]: tuple(r["unknown_words"]) for r in rows} == {
+        "c1": (), "k1": ("street",), "a1": ("bicycle",)}
+    uw = summary["unknown_words"]
+    assert (uw["prompts_excluded"], uw["prompts_checked"], uw["images_excluded"]) == (2, 3, 8)
+    assert uw["prompts"] == {"k1": ["street"], "a1": ["bicycle"]}
+    assert {a["category"] for a in summary["accuracy"]} == {"counting", "overall"}
+    assert summary["prompt_test"][-1]["prompts"] == 1 and summary["mcnemar"][-1]["pairs"] == 2
+    assert summary["quality"]["bright"]["pairs"] == 3  # quality still counts every prompt's images
+    report = (out / "report.md").read_text()
+    assert "## Prompts outside the toy vocabulary" in report and "| a1 | bicycle |" in report
+    assert "2 of 3 prompts have words the toy world never uses" in report
+    assert list(pd.read_csv(out / "results.csv")["unknown_words"].fillna("")) .count("bicycle") == 4
+
+    # a judge other than the toy judge: no vocabulary check, nothing left out
+    other = run_eval(_cfg(tmp_path / "parity", suite_path), pipe=tiny_pipe, judge=ParityJudge(),
+                     quality_fns={"bright": _brightness})
+    assert other["unknown_words"] is None and other["prompt_test"][-1]["prompts"] == 3
+    assert "unknown_words" not in read_judgments(tmp_path / "parity" / "judgments.jsonl")[0]

@@ -1,12 +1,16 @@
-"""Statistics against hand-computed cases (scipy's binomial test, one-sided t-tests)."""
+"""Statistics against hand-computed cases (scipy's binomial test, one-sided t-tests, sign
+patterns enumerated by hand)."""
+
+import itertools
 
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats as st
 
-from eval.stats import (accuracy_difference, accuracy_table, bootstrap_ratio, mcnemar_exact, mcnemar_table,
-                        paired_quality, quality_table, summarize)
+from eval.stats import (MCNEMAR_CAVEAT, accuracy_difference, accuracy_table, bootstrap_ratio, mcnemar_exact,
+                        mcnemar_table, paired_quality, prompt_test, quality_table, sign_flip_test, summarize,
+                        wilson_interval)
 
 
 def paired_df(outcomes, seeds=1, category="counting", start=0):
@@ -80,8 +84,87 @@ def test_bootstrap_is_seeded_and_handles_degenerate_data():
     assert bootstrap_ratio(k, n, 500, seed=1) == bootstrap_ratio(k, n, 500, seed=1)
     lo, hi = bootstrap_ratio(k, n, 2000, seed=1)
     assert 0 <= lo < 4 / 6 < hi <= 1
-    assert bootstrap_ratio(np.ones(5), np.ones(5)) == (1.0, 1.0)
     assert all(np.isnan(bootstrap_ratio(np.ones(1), np.ones(1))))
+
+
+def test_no_spread_gives_a_wilson_interval_over_prompts_not_zero_width():
+    """5 prompts all right: not (1, 1) but Wilson with n = 5 prompts, whatever the seeds per prompt."""
+    lo, hi = bootstrap_ratio(np.ones(5), np.ones(5))
+    assert (lo, hi) == pytest.approx(wilson_interval(5, 5)) and hi == pytest.approx(1.0) and 0.5 < lo < 0.6
+    assert bootstrap_ratio(4 * np.ones(5), 4 * np.ones(5)) == pytest.approx((lo, hi))  # 4 seeds: same clusters
+    assert bootstrap_ratio(np.ones(5), np.ones(5), confidence=0.8)[0] > lo  # the confidence is used
+    # a paired difference with no spread: d ± the Wilson upper bound of "0 of n prompts differ"
+    u = wilson_interval(0, 10)[1]
+    assert 0.2 < u < 0.3
+    assert bootstrap_ratio(np.zeros(10), np.ones(10), kind="difference") == pytest.approx((-u, u))
+    u56 = wilson_interval(0, 56)[1]  # 56 prompts all unchanged: within ±6.4 points, not ±25
+    assert bootstrap_ratio(np.zeros(56), 4 * np.ones(56), kind="difference") == pytest.approx((-u56, u56))
+    assert 0.06 < u56 < 0.07
+    lo_d, hi_d = bootstrap_ratio(np.ones(10), np.ones(10), kind="difference")
+    assert hi_d == pytest.approx(1.0) and lo_d == pytest.approx(1 - u)
+    with pytest.raises(ValueError, match="kind must be 'proportion' or 'difference', got 'ratio'"):
+        bootstrap_ratio(np.ones(3), np.ones(3), kind="ratio")
+
+
+def test_sign_flip_test_exact_matches_enumerated_sign_patterns():
+    d = np.array([0.5, 0.25, -0.25, 0.75, 0.5, 0.0, 1.0, 0.25])
+    patterns = np.array(list(itertools.product([1, -1], repeat=len(d))))
+    hand = np.mean(np.abs((patterns * d).mean(axis=1)) >= abs(d.mean()) - 1e-12)
+    r = sign_flip_test(d)
+    assert r["exact"] and r["resamples"] == 256 and r["p_value"] == pytest.approx(hand)
+    assert sign_flip_test(np.ones(3))["p_value"] == pytest.approx(2 / 8)  # only all-plus and all-minus
+    assert sign_flip_test(np.zeros(6))["p_value"] == 1.0
+    assert sign_flip_test(np.array([0.5]))["p_value"] == 1.0
+
+
+def test_sign_flip_test_random_flips_are_seeded_and_never_give_zero():
+    rng = np.random.default_rng(2)
+    d = rng.normal(0.05, 0.3, 40)
+    a, b = sign_flip_test(d, n_flips=2000, seed=4), sign_flip_test(d, n_flips=2000, seed=4)
+    assert a == b and not a["exact"] and a["resamples"] == 2000
+    assert sign_flip_test(d, n_flips=2000, seed=5)["p_value"] != a["p_value"]
+    # 25 prompts all +1: only the all-plus / all-minus patterns reach |T|, p = (1 + 0) / (1 + B)
+    assert sign_flip_test(np.ones(25), n_flips=999)["p_value"] == pytest.approx(1 / 1000)
+    with pytest.raises(ValueError, match="non-empty 1-d array of finite values"):
+        sign_flip_test(np.array([0.1, np.nan]))
+
+
+def test_prompt_test_treats_the_seeds_of_a_prompt_as_one_cluster():
+    """Repeating every prompt's outcome over 4 seeds adds no evidence at the prompt level (same
+    p-value), while McNemar on pairs sees 4 times the discordant pairs and a far smaller p."""
+    outcomes = table_outcomes(6, 2, 7, 5)
+    one = {r["category"]: r for r in prompt_test(paired_df(outcomes, seeds=1), n_boot=500)}
+    four = {r["category"]: r for r in prompt_test(paired_df(outcomes, seeds=4), n_boot=500)}
+    assert one["overall"]["p_value"] == pytest.approx(four["overall"]["p_value"])
+    assert four["overall"]["prompts"] == 20 and four["overall"]["pairs"] == 80
+    mc1 = mcnemar_table(paired_df(outcomes, seeds=1))[-1]["p_value"]
+    mc4 = mcnemar_table(paired_df(outcomes, seeds=4))[-1]["p_value"]
+    assert mc4 < 0.05 < mc1 and one["overall"]["p_value"] > 0.05
+    r = four["overall"]
+    assert r["mean_difference"] == pytest.approx(5 / 20) and r["ci_low"] < 0.25 < r["ci_high"]
+    d = np.array([a - b for b, a in outcomes], float)
+    assert r["wilcoxon_p"] == pytest.approx(st.wilcoxon(d).pvalue)
+    assert r["conclusion"].startswith("difference not significant at alpha=0.05 (prompt-level sign-flip p=")
+
+
+def test_prompt_test_averages_seeds_within_a_prompt():
+    rows = []
+    for i, (b_right, a_right) in enumerate([(0, 2), (1, 2), (0, 1), (2, 2), (0, 2), (1, 1), (0, 2), (0, 1)]):
+        for s in range(2):
+            key = {"prompt_id": f"p{i}", "category": "color", "seed": s}
+            rows += [{**key, "variant": "baseline", "correct": s < b_right},
+                     {**key, "variant": "adapter", "correct": s < a_right}]
+    (color, overall) = prompt_test(pd.DataFrame(rows), n_boot=500)
+    d = np.array([1, 0.5, 0.5, 0, 1, 0, 1, 0.5])
+    assert color["mean_difference"] == pytest.approx(d.mean()) and color["prompts"] == 8
+    assert color["exact"] and color["p_value"] == pytest.approx(sign_flip_test(d)["p_value"])
+    assert color["p_value"] < 0.05 and color["conclusion"].startswith("adapter more accurate")
+    assert overall["p_value"] == color["p_value"]
+
+
+def test_mcnemar_rows_carry_their_caveat():
+    assert all(m["caveat"] == MCNEMAR_CAVEAT for m in mcnemar_table(paired_df(table_outcomes(3, 1, 4, 2))))
+    assert "independent" in MCNEMAR_CAVEAT
 
 
 def _scores(shift, n=60, seed=0):
@@ -127,6 +210,18 @@ def test_quality_drops_nan_pairs_and_handles_constant_differences():
     assert s["diff_mean"] == 0 and s["equivalent"] and s["t_p"] == 1.0
     with pytest.raises(ValueError, match="positive"):
         paired_quality([1, 2, 3], [1, 2, 4], margin=0)
+    with pytest.raises(ValueError, match="alpha must be between 0 and 1, got 5"):
+        paired_quality([1, 2, 3], [1, 2, 4], alpha=5)
+
+
+def test_t_interval_uses_alpha():
+    b, a = _scores(1.0, n=20)
+    d = a - b
+    for alpha in (0.05, 0.2):
+        ci = paired_quality(b, a, alpha=alpha)["diff_ci"]
+        half = st.t.ppf(1 - alpha / 2, 19) * np.std(d, ddof=1) / np.sqrt(20)
+        assert ci == pytest.approx([d.mean() - half, d.mean() + half])
+    assert np.diff(paired_quality(b, a, alpha=0.2)["diff_ci"]) < np.diff(paired_quality(b, a)["diff_ci"])
 
 
 def test_quality_table_pairs_by_prompt_and_seed():
@@ -145,3 +240,40 @@ def test_quality_table_pairs_by_prompt_and_seed():
     full = summarize(df, n_boot=200)
     assert set(full) >= {"accuracy", "accuracy_difference", "mcnemar", "quality", "bootstrap"}
     assert full["quality"]["brisque"]["margin"] == 5.0 and full["bootstrap"]["unit"] == "prompt"
+    # the headline quality figures are on per-prompt means; the pair-level ones stay as a secondary
+    q = full["quality"]["brisque"]
+    assert q["pair_level"]["pairs"] == 11 and q["pair_level"]["diff_mean"] == pytest.approx(np.mean((a - b)[:-1]))
+    d = a - b  # groups: (counting, p0) pair 0; (color, p0) 1-2; p1 3-5; p2 6-8; p3 9-10 (11 is NaN)
+    per = [d[0], d[1:3].mean(), d[3:6].mean(), d[6:9].mean(), d[9:11].mean()]
+    assert q["unit"] == "prompt" and q["pairs"] == 5 and q["dropped_pairs"] == 1
+    assert q["diff_mean"] == pytest.approx(np.mean(per)) and q["diff_sd"] == pytest.approx(np.std(per, ddof=1))
+    with pytest.raises(ValueError, match="level must be 'pair' or 'prompt', got 'image'"):
+        quality_table(df, "brisque", level="image")
+
+
+def test_quality_on_per_prompt_means():
+    rows = []
+    for i in range(6):
+        for s in range(3):
+            base = 20.0 + i + s
+            rows += [{"prompt_id": f"p{i}", "category": "color", "seed": s, "variant": "baseline", "correct": True,
+                      "brisque": base},
+                     {"prompt_id": f"p{i}", "category": "color", "seed": s, "variant": "adapter", "correct": True,
+                      "brisque": base + (i % 3) + 0.1 * s}]
+    df = pd.DataFrame(rows)
+    q = quality_table(df, "brisque", level="prompt")
+    d = np.array([(i % 3) + 0.1 for i in range(6)])  # per-prompt mean difference (0 + 0.1 + 0.2) / 3 = 0.1
+    assert q["pairs"] == 6 and q["diff_mean"] == pytest.approx(d.mean())
+    assert q["diff_sd"] == pytest.approx(np.std(d, ddof=1))
+    assert q["t_p"] == pytest.approx(st.ttest_1samp(d, 0).pvalue)
+    assert quality_table(df, "brisque")["pairs"] == 18
+
+
+def test_summarize_leaves_excluded_prompts_out_of_accuracy_only():
+    df = paired_df(table_outcomes(3, 1, 4, 2), seeds=2).assign(brisque=30.0)
+    df.loc[df["variant"] == "adapter", "brisque"] = 31.0
+    full = summarize(df, n_boot=200, exclude_prompts=["counting-0", "counting-1"])
+    (pt, _) = full["prompt_test"]
+    assert pt["prompts"] == 8 and full["accuracy"][0]["prompts"] == 8 and full["mcnemar"][0]["pairs"] == 16
+    assert full["quality"]["brisque"]["pairs"] == 10 and full["quality"]["brisque"]["pair_level"]["pairs"] == 20
+    assert full["sign_flip"] == {"resamples": 100_000, "seed": 0, "unit": "prompt"}

@@ -53,6 +53,8 @@ def test_vocabularies_meet_the_spec():
     assert set(P.KIND_WORDS) == set(KINDS) and set(P.ACTION_WORDS) == set(ACTIONS)
     assert set(P.BACKGROUND_WORDS) == set(BACKGROUNDS) and set(P.NUMBER_WORDS) == set(COUNTS)
     assert len(P.SIMPLE_TEMPLATES) >= 10
+    assert set(P.FRAME_SETS) == {"train", "heldout"} and P.FRAME_SETS["train"] is P.SIMPLE_TEMPLATES
+    assert set(P.PRONOUNS) == set(KINDS)
 
 
 def test_object_colours_are_far_from_each_other_and_from_every_background():
@@ -211,12 +213,14 @@ def test_canonical_prompts():
     assert "1 cat," in complex_prompt(one)
 
 
-def test_simple_prompts_carry_exactly_the_scene():
+@pytest.mark.parametrize("frames,canonical", [("train", False), ("heldout", False), ("heldout", True)])
+def test_simple_prompts_carry_exactly_the_scene(frames, canonical):
+    """Both frame sets name the scene's values through the same synonym tables, and nothing else."""
     rng = np.random.default_rng(0)
     all_s = S.all_scenes()
     for i in rng.integers(len(all_s), size=1500):
         s = all_s[int(i)]
-        text = simple_prompt(s, rng)
+        text = simple_prompt(s, rng, frames=frames, canonical=canonical)
         ws = words(text)
         nums = {NUMBER_KEYWORDS[w] for w in ws if w in NUMBER_KEYWORDS}
         if s.count == 1:
@@ -236,7 +240,110 @@ def test_simple_prompts_carry_exactly_the_scene():
         assert bgs == [s.background], text
         assert not re.search(r"\ba [aeiou]", text.lower()), text  # "an orange", not "a orange"
         assert not re.search(r"\d", text), text  # narrative: no digits
-    assert len({simple_prompt(all_s[0], np.random.default_rng(k)) for k in range(60)}) > 25
+        if canonical:  # the first synonym of every table
+            noun = P.KIND_WORDS[s.kind][0][s.count > 1]
+            for phrase in (P.NUMBER_WORDS[s.count][0], P.COLOR_WORDS[s.color][0], noun,
+                           P.ACTION_WORDS[s.action][0], P.BACKGROUND_WORDS[s.background][0]):
+                assert re.search(rf"\b{phrase}\b", text, re.IGNORECASE), (phrase, text)
+        plural_words = {"are", "they"} & set(ws)
+        singular_words = {"is", "it", "figure"} & set(ws)  # plural stick figures are "figures"
+        assert not (singular_words if s.count > 1 else plural_words), text  # "is"/"it" only for one
+    distinct = {simple_prompt(all_s[0], np.random.default_rng(k), frames, canonical) for k in range(60)}
+    assert len(distinct) == len(P.HELDOUT_TEMPLATES) if canonical else len(distinct) > 25
+
+
+def normalised_frame(template: str) -> str:
+    """A frame with case, punctuation and the capitalised background field folded away."""
+    text = template.replace("{Bg}", "{bg}").lower()
+    return " ".join(re.findall(r"\{\w+\}|[a-z]+", text))
+
+
+def frame_shape(template: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(the order of the fields, the filler words) of a frame."""
+    fields = tuple(re.findall(r"\{(\w+)\}", template.replace("{Bg}", "{bg}")))
+    return fields, tuple(words(re.sub(r"\{\w+\}", " ", template)))
+
+
+def test_heldout_frames_are_new_sentences_over_the_same_fields():
+    train, held = P.SIMPLE_TEMPLATES, P.HELDOUT_TEMPLATES
+    assert len(train) == 14 and 10 <= len(held) <= 12 and len(set(held)) == len(held)
+    assert not {normalised_frame(t) for t in held} & {normalised_frame(t) for t in train}
+    train_shapes = {frame_shape(t) for t in train}
+    train_orders = {frame_shape(t)[0] for t in train}
+    train_fillers = {w for t in train for w in frame_shape(t)[1]}
+    for t in held:
+        order, filler = frame_shape(t)
+        assert (order, filler) not in train_shapes, t
+        assert order not in train_orders or set(filler) - train_fillers, t  # a new order or new words
+        assert {"num", "color", "kind", "action"} <= set(order) and "bg" in order, t
+        assert set(order) <= {"num", "color", "kind", "action", "bg", "be", "they"}, t
+    assert sum(frame_shape(t)[0] not in train_orders for t in held) >= 6
+    new_fillers = {w for t in held for w in frame_shape(t)[1]} - train_fillers
+    assert {"look", "here", "imagine", "please", "scene"} <= new_fillers
+    # no filler word of either set names a value of any attribute
+    value_words = {w for table in (P.NUMBER_WORDS, P.COLOR_WORDS, P.ACTION_WORDS, P.BACKGROUND_WORDS)
+                   for v in table.values() for p in v for w in words(p)} - {"a", "in", "of", "on", "the"}
+    value_words |= {w for pairs in P.KIND_WORDS.values() for pair in pairs for p in pair for w in words(p)}
+    for t in train + held:
+        assert not set(frame_shape(t)[1]) & value_words, t
+    assert not {w for pr in P.PRONOUNS.values() for p in pr for w in words(p)} & (value_words - {"figure"})
+
+
+def test_simple_prompt_frames_and_canonical_mode():
+    s = Scene(3, "red", "robot", "jumping", "white")
+    for seed in range(20):  # the default is the training frames, draw for draw
+        assert simple_prompt(s, np.random.default_rng(seed)) == \
+            simple_prompt(s, np.random.default_rng(seed), frames="train", canonical=False)
+    assert simple_prompt(s, None, frames="heldout") == "three robots jumping against a white wall, they are red"
+    assert simple_prompt(Scene(1, "orange", "person", "sitting", "sky"), None, "heldout") == \
+        "one person sitting under a clear sky, the figure is orange"
+    # canonical=True draws the frame only: one draw from the Generator
+    rng, ref = np.random.default_rng(4), np.random.default_rng(4)
+    text = simple_prompt(s, rng, frames="heldout", canonical=True)
+    k = int(ref.integers(len(P.HELDOUT_TEMPLATES)))
+    assert text == P.HELDOUT_TEMPLATES[k].format(
+        num="three", color="red", kind="robots", action="jumping", bg="against a white wall",
+        Bg="Against a white wall", be="are", they="they")
+    assert rng.integers(1 << 30) == ref.integers(1 << 30)
+    train_canon = {simple_prompt(s, np.random.default_rng(k), canonical=True) for k in range(80)}
+    assert len(train_canon) == len(P.SIMPLE_TEMPLATES) and simple_prompt(s) in train_canon
+    with pytest.raises(ValueError, match=r"frames must be one of \('train', 'heldout'\), got 'test'"):
+        simple_prompt(s, None, frames="test")
+
+
+def test_vocabulary_is_exactly_what_the_grammar_produces():
+    vocab = P.vocabulary()
+    assert isinstance(vocab, frozenset) and vocab is P.vocabulary()
+    assert all(w == w.lower() and re.fullmatch(r"[a-z0-9]+", w) for w in vocab)
+    assert {"1", "5", "8k", "an", "is", "are", "they", "it", "imagine", "crimson", "kittens",
+            "grey", "masterpiece", "artstation", "tomcats", "figure"} <= vocab
+    assert not {"num", "bg", "be", "color", "kind", "action", "6", "pink", "playing"} & vocab
+    produced: set[str] = set()
+    rng = np.random.default_rng(2)
+    all_s = S.all_scenes()
+    for i in rng.integers(len(all_s), size=6000):
+        s = all_s[int(i)]
+        for text in (simple_prompt(s, rng), simple_prompt(s, rng, frames="heldout"),
+                     complex_prompt(s, rng), complex_prompt(s)):
+            produced |= set(P.words_of(text))
+    assert produced == vocab
+
+
+def test_unknown_words_are_reported_in_order_once():
+    unknown = P.unknown_words
+    assert unknown("three white kittens playing on a green carpet") == ["playing", "carpet"]
+    assert unknown("Playing, PLAYING with yarn; playing again") == ["playing", "with", "yarn", "again"]
+    assert unknown("6 robots, 8k, masterpiece") == ["6"]
+    assert unknown("Against a white wall: THREE red robots") == []
+    assert unknown("a café_robot") == ["café"]  # "_" splits like any non-letter
+    assert unknown("") == []
+    rng = np.random.default_rng(5)
+    for s in S.all_scenes()[::11]:
+        for frames in P.FRAME_SETS:
+            assert unknown(simple_prompt(s, rng, frames=frames)) == []
+        assert unknown(complex_prompt(s, rng)) == []
+    with pytest.raises(TypeError, match="a prompt must be a string, got NoneType"):
+        unknown(None)
 
 
 def test_complex_prompts_are_tag_spells():

@@ -69,7 +69,7 @@ def test_resume_continues_exactly(cfg, tmp_path):
     assert first == straight[:4]
     assert [r["step"] for r in resumed] == list(range(1, 9))
     for a, b in zip(resumed[4:], straight[4:]):
-        for key in ("noise", "llm", "quality", "total", "lr"):
+        for key in ("noise", "llm", "quality", "identity", "total", "lr"):
             assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-7), (a["step"], key)
     w_straight, w_resumed = _weights(tmp_path / "straight" / "adapter"), _weights(tmp_path / "split" / "adapter")
     assert w_straight.keys() == w_resumed.keys()
@@ -98,7 +98,7 @@ def test_cli_writes_adapter_checkpoints_csv_plot_and_validation_grid(sd1_base, s
         assert (ck / name).exists(), name
     with open(out / "losses.csv") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["step", "noise", "llm", "quality", "total", "lr"] and len(rows) == 4
+    assert list(rows[0]) == ["step", "noise", "llm", "quality", "identity", "total", "lr"] and len(rows) == 4
     assert (out / "losses.png").stat().st_size > 0 and (out / "config.yaml").exists()
     from PIL import Image
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..toy.suite import TOY_SUITES
+
 log = logging.getLogger("surlib.app")
 
 # Used when no suite file exists yet: short plain-language prompts, the adapter's use case.
@@ -73,13 +75,13 @@ def load_suites(folder: str | Path) -> dict[str, list[SuitePrompt]]:
 def vote_pool(suites: dict[str, list[SuitePrompt]], preset: str,
               wanted: Sequence[str] = ()) -> list[SuitePrompt]:
     """Prompts the Vote tab draws from: the suites named in `wanted`; else the toy suite for the
-    offline presets (tiny/toy) and the other suites for real models; else all; else built-ins."""
+    offline presets (tiny/toy) and the non-toy suites for real models; else all; else built-ins."""
     if wanted:
         pool = [p for name in wanted for p in suites.get(name, [])]
     elif preset in ("toy", "tiny") and "toy" in suites:
         pool = list(suites["toy"])
     else:
-        pool = [p for name, rows in suites.items() if name != "toy" for p in rows] or \
+        pool = [p for name, rows in suites.items() if name not in TOY_SUITES for p in rows] or \
                [p for rows in suites.values() for p in rows]
     return pool or [SuitePrompt(p, f"builtin:{i}", "builtin", None) for i, p in enumerate(BUILTIN_PROMPTS)]
 

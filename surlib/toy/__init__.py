@@ -7,22 +7,25 @@ imported lazily on first access of ``ToyJudge`` / ``judge_accuracy``, so that
 ``import surlib.toy`` stays light for the data tools.
 
     from surlib.toy import Scene, render, simple_prompt, complex_prompt, scenes, split_of
+    from surlib.toy import unknown_words, vocabulary, suite_rows, TOY_SUITES
 
 Here ``render`` is the function; the module of that name is reached with
 ``from surlib.toy.render import ...``.
 """
 
 from .dataset import ToyRow, export_imagefolder, sample_rows
-from .prompts import complex_prompt, simple_prompt
+from .prompts import complex_prompt, simple_prompt, unknown_words, vocabulary
 from .render import IMAGE_SIZE, render, render_array, render_batch
 from .scene import (ACTIONS, BACKGROUNDS, COLORS, COUNTS, KINDS, SPLITS, Scene, all_scenes, combos,
                     scenes, split_of)
+from .suite import TOY_SUITES, suite_rows
 
 __all__ = [
     "ACTIONS", "BACKGROUNDS", "COLORS", "COUNTS", "IMAGE_SIZE", "KINDS", "SPLITS", "Scene",
     "all_scenes", "combos", "complex_prompt", "render", "render_array", "render_batch",
     "scenes", "simple_prompt", "split_of", "ToyJudge", "judge_accuracy",
-    "ToyRow", "export_imagefolder", "sample_rows",
+    "ToyRow", "export_imagefolder", "sample_rows", "TOY_SUITES", "suite_rows", "unknown_words",
+    "vocabulary",
 ]
 
 

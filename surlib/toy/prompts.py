@@ -8,15 +8,23 @@
 Both take ``rng=None`` for a canonical, deterministic string (first template, first synonyms).
 With a Generator, the order of the draws is fixed: the shipped models were trained on prompts
 drawn this way, and the shipped toy suite (assets/suites/toy.jsonl) must reproduce.
+
+The narrative grammar's sentence frames come in two sets sharing one vocabulary of values:
+``SIMPLE_TEMPLATES`` (the training frames, the only ones any shipped model has read) and
+``HELDOUT_TEMPLATES`` (new word orders and filler phrases), so that an evaluation can tell an
+adapter that learned the values from one that memorised the training sentences.
+``vocabulary()`` is every word the grammar can produce; ``unknown_words`` names a prompt's
+words outside it, so a prompt the toy world cannot express is reported rather than judged.
 """
 
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 import numpy as np
 
-from .scene import Scene
+from .scene import COUNTS, Scene
 
 # Synonym tables of the narrative language.  Every phrase names exactly one value; no
 # phrase of one attribute contains a word of another attribute's vocabulary (e.g. no
@@ -72,7 +80,7 @@ STYLE_TAGS: tuple[str, ...] = ("masterpiece", "best quality", "simple background
                                "trending on artstation", "ultra detailed", "vector art")
 
 # Narrative templates.  Fields: {num} {color} {kind} {action} {bg} {Bg} (capitalised bg),
-# {be} ("is"/"are").
+# {be} ("is"/"are"), {they} (the pronoun, see PRONOUNS).  These are the training frames.
 SIMPLE_TEMPLATES: tuple[str, ...] = (
     "{num} {color} {kind} {action} {bg}",
     "a photo of {num} {color} {kind} {action} {bg}",
@@ -89,6 +97,27 @@ SIMPLE_TEMPLATES: tuple[str, ...] = (
     "{num} {kind} painted {color} {action} {bg}",
     "a cute picture of {num} {color} {kind} {action} {bg}",
 )
+# Held-out frames: word orders (colour after the noun, action or background first, inversion)
+# and filler words that no training frame uses; no filler word names a count, colour, kind,
+# action or background, so the scene is still carried by the synonym tables alone.
+HELDOUT_TEMPLATES: tuple[str, ...] = (
+    "{num} {kind} {action} {bg}, {they} {be} {color}",
+    "{action} {bg}: {num} {color} {kind}",
+    "look, {bg} {be} {num} {color} {kind} {action}",
+    "here we see {num} {kind}, {color} and {action}, {bg}",
+    "imagine {num} {color} {kind} {bg}; {they} {be} {action}",
+    "please draw {num} {kind} in {color}, {action} {bg}",
+    "a scene where {num} {color} {kind} {be} {action} {bg}",
+    "{Bg}, we can see {num} {color} {kind} {action}",
+    "{action} {bg} {be} {num} {color} {kind}",
+    "what you see: {num} {color} {kind}, {action}, {bg}",
+    "my sketch of {num} {kind} {action} {bg} in {color}",
+)
+FRAME_SETS: dict[str, tuple[str, ...]] = {"train": SIMPLE_TEMPLATES, "heldout": HELDOUT_TEMPLATES}
+# {they} for one object / several.  A lone person gets a gender-free noun rather than "it";
+# none of these words names a count (so no "this one").
+PRONOUNS: dict[str, tuple[str, str]] = {"person": ("the figure", "they"), "robot": ("it", "they"),
+                                        "cat": ("it", "they")}
 
 
 def _pick(options, rng: np.random.Generator | None):
@@ -116,20 +145,65 @@ def complex_prompt(scene: Scene, rng: np.random.Generator | None = None) -> str:
     return ", ".join(tags[i] for i in order)
 
 
-def simple_prompt(scene: Scene, rng: np.random.Generator | None = None) -> str:
+def simple_prompt(scene: Scene, rng: np.random.Generator | None = None, frames: str = "train",
+                  canonical: bool = False) -> str:
     """Narrative caption for a scene (number words, colour/kind/action synonyms, background
     phrase). ``rng=None`` gives the canonical ``"three red robots jumping against a white
-    wall"`` form (first template, first synonyms)."""
+    wall"`` form (first template, first synonyms).
+
+    ``frames`` picks the sentence frames: ``"train"`` (``SIMPLE_TEMPLATES``; the default, drawn
+    exactly as the shipped models saw them) or ``"heldout"`` (``HELDOUT_TEMPLATES``).
+    ``canonical=True`` draws only the frame from ``rng`` and uses the first synonym of every
+    table, which separates "new sentence" from "new words"."""
+    if frames not in FRAME_SETS:
+        raise ValueError(f"frames must be one of {tuple(FRAME_SETS)}, got {frames!r}")
+    words_rng = None if canonical else rng
     plural = scene.count > 1
-    template = _pick(SIMPLE_TEMPLATES, rng)
-    sing, plur = _pick(KIND_WORDS[scene.kind], rng)
-    bg = _pick(BACKGROUND_WORDS[scene.background], rng)
+    template = _pick(FRAME_SETS[frames], rng)
+    sing, plur = _pick(KIND_WORDS[scene.kind], words_rng)
+    bg = _pick(BACKGROUND_WORDS[scene.background], words_rng)
     text = template.format(
-        num=_pick(NUMBER_WORDS[scene.count], rng),
-        color=_pick(COLOR_WORDS[scene.color], rng),
+        num=_pick(NUMBER_WORDS[scene.count], words_rng),
+        color=_pick(COLOR_WORDS[scene.color], words_rng),
         kind=plur if plural else sing,
-        action=_pick(ACTION_WORDS[scene.action], rng),
+        action=_pick(ACTION_WORDS[scene.action], words_rng),
         bg=bg, Bg=bg[0].upper() + bg[1:],
         be="are" if plural else "is",
+        they=PRONOUNS[scene.kind][plural],
     )
     return _fix_articles(text)
+
+
+_FIELD_RE = re.compile(r"\{\w+\}")
+
+
+def words_of(text: str) -> list[str]:
+    """The lower-cased words of a text: runs of letters and digits (so "8k" is one word and
+    "grey," is "grey"), the unit both `vocabulary` and `unknown_words` count in."""
+    if not isinstance(text, str):
+        raise TypeError(f"a prompt must be a string, got {type(text).__name__}")
+    return re.findall(r"[^\W_]+", text.lower())
+
+
+@lru_cache(maxsize=None)
+def vocabulary() -> frozenset[str]:
+    """Every word the toy world's two prompt languages can produce: the words of both frame
+    sets, of every synonym table, pronoun, tag and style tag, the count digits, "is"/"are" and
+    the article "an" that `_fix_articles` writes."""
+    phrases: list[str] = [_FIELD_RE.sub(" ", t) for t in SIMPLE_TEMPLATES + HELDOUT_TEMPLATES]
+    phrases += [p for table in (NUMBER_WORDS, COLOR_WORDS, ACTION_WORDS, BACKGROUND_WORDS,
+                                ACTION_TAGS, BACKGROUND_TAGS) for v in table.values()
+                for p in ((v,) if isinstance(v, str) else v)]
+    phrases += [w for pairs in KIND_WORDS.values() for pair in pairs for w in pair]
+    phrases += [w for table in (KIND_TAGS, PRONOUNS) for pair in table.values() for w in pair]
+    phrases += list(COLOR_WORDS) + list(STYLE_TAGS) + [str(n) for n in COUNTS] + ["is", "are", "an"]
+    return frozenset(w for p in phrases for w in words_of(p))
+
+
+def unknown_words(prompt: str) -> list[str]:
+    """The words of ``prompt`` (lower-cased, split on anything but letters and digits) that the
+    toy world's grammar never produces, in order of first appearance, each once. A toy judge
+    can only check what the world can draw, so a prompt with unknown words is to be reported
+    as such (and counted) instead of being judged as if it were in the world."""
+    vocab = vocabulary()
+    return list(dict.fromkeys(w for w in words_of(prompt) if w not in vocab))

@@ -10,6 +10,7 @@ valid ones.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import field
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,8 @@ class TrainConfig:
     teacher_batch_size: int = 32
     feature_cache: str | None = None      # default <output_dir>/llm_features
     feature_shard_size: int = 1024
+    teacher_vectors: str | None = None    # released vectors {simple prompt: tensor} (SURD's 39.pt) instead of
+                                          # running the teacher; rows without one are skipped (surlib.surd)
     # losses
     noise_weight: float = 1.0
     llm_weight: float = 1e-5
@@ -72,6 +75,8 @@ class TrainConfig:
     quality_temperature: float = 1.0
     snr_gamma: float | None = None
     official_detached: bool = False       # ablation only: reproduce the official detached conditioning
+    spell_fraction: float = 0.0           # share of rows whose adapter input is the spell (complex prompt)
+    identity_weight: float = 0.0          # on those rows: keep the adapter's output near its input
     # optimisation
     max_steps: int = 5000                 # optimizer steps
     batch_size: int = 1                   # per process
@@ -105,6 +110,8 @@ class TrainConfig:
         """What pydantic's own coercion does not do: null words, YAML text for lists and dicts,
         a scalar for a list, and no bools for numbers (True is not a learning rate)."""
         kind = str(cls.__dataclass_fields__[info.field_name].type)
+        if isinstance(value, os.PathLike):  # paths (output_dir=Path(...)) are kept as strings
+            return os.fspath(value)
         if isinstance(value, str) and value.strip().lower() in NULL_WORDS:
             return None
         if kind in ("list", "dict") and isinstance(value, str):
@@ -130,7 +137,11 @@ class TrainConfig:
             (self.gradient_accumulation_steps >= 1, "gradient_accumulation_steps must be >= 1"),
             (self.lr > 0, "lr must be > 0"),
             (self.mixed_precision in ("no", "fp16", "bf16"), "mixed_precision must be no, fp16 or bf16"),
-            (min(self.noise_weight, self.llm_weight, self.quality_weight) >= 0, "loss weights must be >= 0"),
+            (min(self.noise_weight, self.llm_weight, self.quality_weight, self.identity_weight) >= 0,
+             "loss weights must be >= 0"),
+            (0.0 <= self.spell_fraction <= 1.0, "spell_fraction must be in [0, 1]"),
+            (self.identity_weight == 0 or self.spell_fraction > 0,
+             "identity_weight applies to spell rows: set spell_fraction > 0"),
             (self.noise_weight + self.llm_weight + self.quality_weight > 0, "all loss weights are 0"),
             (not (self.official_detached and self.llm_weight == 0 and self.quality_weight == 0),
              "official_detached with llm_weight=0 and quality_weight=0: nothing would train the adapter"),

@@ -23,7 +23,9 @@ from torch import nn
 from ..adapter import SURAdapter
 from ..data import EpochSampler, check_item, collate, dataset_texts, make_dataset
 from ..feature_cache import dataset_fingerprint, ensure_feature_cache
-from ..losses import LossWeights, llm_distill_loss, noise_loss, quality_loss, sample_noise_and_timesteps
+from ..losses import (LossWeights, identity_loss, llm_distill_loss, noise_loss, quality_loss,
+                      sample_noise_and_timesteps)
+from ..surd import released_teacher_cache
 from ..teacher import teacher_settings
 from .checkpoints import find_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainConfig, make_config
@@ -52,29 +54,43 @@ def compute_losses(module: nn.Module, frozen: Frozen, batch: dict, weights: Loss
                    llm_features: torch.Tensor | None = None, latent_params: torch.Tensor | None = None,
                    text: tuple[torch.Tensor, ...] | None = None, snr_gamma: float | None = None,
                    official_detached: bool = False, llm_temperature: float = 1.0,
-                   quality_temperature: float = 1.0) -> dict[str, torch.Tensor]:
-    """One micro-batch: the three loss terms and their weighted total (a graph into `module`).
+                   quality_temperature: float = 1.0, spell_fraction: float = 0.0) -> dict[str, torch.Tensor]:
+    """One micro-batch: the loss terms and their weighted total (a graph into `module`).
 
-    `latent_params` (VAE posteriors) and `text` (`encode_batch_text`) may come precomputed."""
+    `latent_params` (VAE posteriors) and `text` (`encode_batch_text`) may come precomputed.
+    `spell_fraction`: each row's adapter input is, with this probability (global RNG), its spell
+    instead of its simple prompt, with the same image. Those rows teach the adapter to leave a
+    prompt that already works alone: their noise loss is the base's own task, their identity term
+    keeps the output near the input, and they take no LLM term (the teacher saw the simple prompt)."""
     if latent_params is None:
         latent_params = encode_latent_params(frozen.vae, batch["pixel_values"])
     latents = sample_latents(frozen.vae, latent_params)
     if text is None:
-        text = encode_batch_text(frozen, batch, with_complex=weights.quality > 0)
+        text = encode_batch_text(frozen, batch, with_complex=weights.quality > 0 or spell_fraction > 0)
     simple, mask = text[0], text[1]
-    complex_embeds = text[2] if weights.quality else None
+    complex_embeds = text[2] if len(text) > 2 and (weights.quality or spell_fraction) else None
+    spell = torch.zeros(simple.shape[0], dtype=torch.bool, device=simple.device)
+    if spell_fraction:
+        if complex_embeds is None:
+            raise ValueError("spell_fraction needs the complex prompts' embeddings (text with three parts)")
+        spell = torch.rand(simple.shape[0], device=simple.device) < spell_fraction
+        simple = torch.where(spell[:, None, None], complex_embeds.to(simple.dtype), simple)
     noise, timesteps = sample_noise_and_timesteps(latents, frozen.noise_scheduler.config.num_train_timesteps)
-    use_llm = weights.llm > 0 and llm_features is not None
+    use_llm = weights.llm > 0 and llm_features is not None and not bool(spell.all())
     embeds, hidden, projected = module(simple, llm_features if use_llm else None)
     zero = embeds.new_zeros((), dtype=torch.float32)
+    narrative = ~spell
     terms = {
         "noise": (noise_loss(frozen.unet, frozen.noise_scheduler, latents, embeds, noise, timesteps,
                              snr_gamma=snr_gamma, official_detached=official_detached)
                   if weights.noise else zero),
-        "llm": llm_distill_loss(hidden, projected, mask, llm_temperature) if use_llm else zero,
+        "llm": (llm_distill_loss(hidden[narrative], projected[narrative], mask[narrative], llm_temperature)
+                if use_llm else zero),
         "quality": quality_loss(embeds, complex_embeds, quality_temperature) if weights.quality else zero,
+        "identity": (identity_loss(embeds[spell], simple[spell]) if weights.identity and spell.any() else zero),
     }
-    terms["total"] = weights.noise * terms["noise"] + weights.llm * terms["llm"] + weights.quality * terms["quality"]
+    terms["total"] = (weights.noise * terms["noise"] + weights.llm * terms["llm"]
+                      + weights.quality * terms["quality"] + weights.identity * terms["identity"])
     return terms
 
 
@@ -106,7 +122,7 @@ def _make_adapter(cfg: TrainConfig, text_dim: int, llm_dim: int | None) -> SURAd
         adapter.check_text_width(text_dim)
         if llm_dim is not None and adapter.config.llm_dim != llm_dim:
             raise ValueError(f"adapter {cfg.adapter} has llm_dim {adapter.config.llm_dim} but teacher "
-                             f"{cfg.teacher} gives {llm_dim}-d vectors")
+                             f"{cfg.teacher_vectors or cfg.teacher} gives {llm_dim}-d vectors")
         return adapter
     return SURAdapter(text_dim=text_dim, llm_dim=llm_dim or text_dim, num_layers=cfg.num_layers,
                       num_heads=cfg.num_heads, ff_dim=cfg.ff_dim, dropout=cfg.dropout, eta=cfg.eta,
@@ -155,7 +171,11 @@ def train(config: TrainConfig | dict | str | Path | None = None, /, dataset=None
         if len(texts) != len(ds):
             raise ValueError(f"dataset has {len(ds)} items but {len(texts)} texts")
         cache = None
-        if cfg.llm_weight > 0:
+        if cfg.llm_weight > 0 and cfg.teacher_vectors:
+            # Released vectors (SURD's 39.pt): no teacher model; rows without a vector are dropped.
+            ds, cache = released_teacher_cache(ds, cfg.teacher_vectors)
+            texts = dataset_texts(ds)
+        elif cfg.llm_weight > 0:
             settings = teacher_settings(cfg.teacher, cfg.teacher_layer, cfg.teacher_pooling, cfg.teacher_dtype,
                                         cfg.teacher_max_length)
             cache = ensure_feature_cache(texts, cfg.feature_cache or out / "llm_features", settings,
@@ -201,16 +221,17 @@ def train(config: TrainConfig | dict | str | Path | None = None, /, dataset=None
         if state.get("data_fingerprint") != dataset_fingerprint(texts):
             logger.warning("resuming %s on different data than it was trained on", ckpt)
         history = [r for r in read_history(tracker.csv_path) if r["step"] <= global_step]
-        tracker.resume(history)
         if main:
             logger.info("resumed from %s at step %d", ckpt, global_step)
     else:
         set_seed(cfg.seed, device_specific=True)
-    accelerator.init_trackers("sur-adapter")  # (re)writes losses.csv with the rows kept so far
+    if main:
+        tracker.begin(history)  # (re)writes losses.csv with the rows kept so far
+    accelerator.init_trackers("sur-adapter")
 
-    weights = LossWeights(cfg.noise_weight, cfg.llm_weight, cfg.quality_weight)
+    weights = LossWeights(cfg.noise_weight, cfg.llm_weight, cfg.quality_weight, cfg.identity_weight)
     # The complex prompt is always kept when rows are shared: a no-quality run's file serves the rest.
-    with_complex = weights.quality > 0 or bool(cfg.row_cache)
+    with_complex = weights.quality > 0 or cfg.spell_fraction > 0 or bool(cfg.row_cache)
     kept = KeptRows(len(ds), row_file(cfg.row_cache, ds, frozen, cfg) if cfg.row_cache else None)
     unwrapped = accelerator.unwrap_model(module)
 
@@ -256,7 +277,7 @@ def train(config: TrainConfig | dict | str | Path | None = None, /, dataset=None
                         module, frozen, batch, weights, llm_features=llm, latent_params=params_lat, text=text,
                         snr_gamma=cfg.snr_gamma,
                         official_detached=cfg.official_detached, llm_temperature=cfg.llm_temperature,
-                        quality_temperature=cfg.quality_temperature)
+                        quality_temperature=cfg.quality_temperature, spell_fraction=cfg.spell_fraction)
                 accelerator.backward(terms["total"])
                 lr = optimizer.param_groups[0]["lr"]
                 if accelerator.sync_gradients and cfg.max_grad_norm:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from accelerate.tracking import GeneralTracker
 
-LOSS_TERMS = ("noise", "llm", "quality", "total")
+LOSS_TERMS = ("noise", "llm", "quality", "identity", "total")
 CSV_FIELDS = ("step", *LOSS_TERMS, "lr")
 
 
@@ -24,7 +24,8 @@ def read_history(path: str | Path) -> list[dict]:
     if not path.exists():
         return []
     with open(path, newline="") as f:
-        return [{k: (int(v) if k == "step" else float(v)) for k, v in row.items()} for row in csv.DictReader(f)]
+        # A term a run did not log (an older run's file) reads as 0.
+        return [{k: int(v) if k == "step" else float(v or 0) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
 def plot_history(rows: list[dict], path: str | Path) -> None:
@@ -37,8 +38,9 @@ def plot_history(rows: list[dict], path: str | Path) -> None:
     if not rows:
         return
     steps = [r["step"] for r in rows]
-    fig, axes = plt.subplots(1, 4, figsize=(16, 3.2))
-    for ax, key in zip(axes, ("total", "noise", "llm", "quality")):
+    keys = ("total", "noise", "llm", "quality", "identity")
+    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.2))
+    for ax, key in zip(axes, keys):
         ax.plot(steps, [r[key] for r in rows], lw=1)
         ax.set_title(key)
         ax.set_xlabel("step")
@@ -67,12 +69,11 @@ class LossTracker(GeneralTracker):
     def tracker(self):
         return self.csv_path
 
-    def resume(self, rows: list[dict]) -> None:
-        """Continue after `rows` (a resumed run's earlier steps); otherwise a fresh file is started."""
+    def begin(self, rows: list[dict]) -> None:
+        """Start the CSV with `rows` (a resumed run's steps up to its checkpoint; [] for a new run),
+        dropping anything a killed run logged after that. Called by the loop itself, not from
+        accelerate's `init_trackers`, whose call of `start()` differs between accelerate versions."""
         self.rows = list(rows)
-
-    def start(self) -> None:
-        """Rewrite the CSV with the rows kept so far: a resumed run drops rows logged after its checkpoint."""
         self.csv_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.csv_path.with_suffix(".csv.tmp")
         with open(tmp, "w", newline="") as f:

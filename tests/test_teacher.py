@@ -73,9 +73,7 @@ def test_layer_index_and_special_tokens(llama):
     with torch.no_grad():
         hs = llama.model(**enc, output_hidden_states=True).hidden_states
     assert len(hs) == 4  # embeddings + 3 blocks
-    words = hs[-1][0, 1:]  # BOS left out of the pool by default
-    assert torch.allclose(_single(llama, "two red cats"), words.mean(0), atol=1e-5)
-    llama.layer = 0  # block 0's output is hidden_states[1]
+    llama.layer = 0  # block 0's output is hidden_states[1]; BOS left out of the pool by default
     try:
         assert torch.allclose(_single(llama, "two red cats"), hs[1][0, 1:].mean(0), atol=1e-5)
         llama.pooling = "last"
@@ -84,6 +82,66 @@ def test_layer_index_and_special_tokens(llama):
         llama.layer, llama.pooling = -1, "mean"
     with pytest.raises(ValueError, match="out of range"):
         LLMFeatureExtractor(llama.model, llama.tokenizer, layer=3)
+
+
+def _manual_block_outputs(model, input_ids):
+    """Each block's raw output for one unpadded prompt, written out: embeddings, rotary positions,
+    a causal mask, then the decoder layers one by one (no final norm)."""
+    length = input_ids.shape[1]
+    h = model.embed_tokens(input_ids)
+    positions = torch.arange(length)[None]
+    rope = model.rotary_emb(h, position_ids=positions)
+    causal = torch.full((length, length), float("-inf")).triu(1)[None, None]
+    outs = []
+    for block in model.layers:
+        h = block(h, attention_mask=causal, position_ids=positions, position_embeddings=rope)
+        h = h[0] if isinstance(h, tuple) else h
+        outs.append(h)
+    return outs
+
+
+def test_the_layer_is_the_raw_block_output_taken_by_a_hook():
+    """The release's vectors are block 39's raw output; HF's hidden_states[-1] is the last block
+    *after* the final norm. The hook gives the raw one for every block, the last included."""
+    from transformers import LlamaConfig, LlamaModel
+
+    torch.manual_seed(1)
+    cfg = LlamaConfig(vocab_size=len(WORDS) + 4, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=32,
+                      pad_token_id=0, bos_token_id=2, eos_token_id=3)
+    model = LlamaModel(cfg).eval()
+    with torch.no_grad():  # a visible final norm, so post-norm and raw states cannot coincide
+        model.norm.weight.copy_(torch.linspace(0.5, 2.0, 16))
+    tok = _tokenizer(None, "left")
+    ids = tok(["three red robots jumping"], return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        manual = _manual_block_outputs(model, ids)
+        hs = model(input_ids=ids, output_hidden_states=True).hidden_states
+        torch.testing.assert_close(hs[-1], model.norm(manual[-1]))  # what hidden_states[-1] is
+    for layer in (0, 1, -1):
+        ext = LLMFeatureExtractor(model, tok, layer=layer, pooling="mean")
+        assert ext.blocks is model.layers
+        got = ext.encode_batch(["three red robots jumping"])[0]
+        torch.testing.assert_close(got, manual[layer][0, 1:].mean(0), rtol=0, atol=1e-5)
+    assert not torch.allclose(got, hs[-1][0, 1:].mean(0), atol=1e-3)
+
+
+def test_old_caches_of_a_last_decoder_layer_are_rebuilt(llama, tmp_path):
+    """Caches written before the hook lack `layer_output`: kept where nothing changed (a block
+    counted from the start), rebuilt for a layer counted from the end of a decoder."""
+    for layer, rebuilt in ((1, 0), (-1, len(PROMPTS))):
+        llama.layer = layer
+        try:
+            build_feature_cache(PROMPTS, Counting(llama), tmp_path / str(layer), shard_size=4, progress=False)
+            path = tmp_path / str(layer) / "manifest.json"
+            manifest = json.loads(path.read_text())
+            assert manifest.pop("layer_output") == "block"
+            path.write_text(json.dumps(manifest))
+            again = Counting(llama)
+            build_feature_cache(PROMPTS, again, tmp_path / str(layer), shard_size=4, progress=False)
+        finally:
+            llama.layer = -1
+        assert again.texts == rebuilt, layer
 
 
 def test_pool_tokens_is_nan_safe_on_padding():
