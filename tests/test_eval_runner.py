@@ -408,6 +408,10 @@ def _brightness(images):
     return [float(np.asarray(im).mean()) for im in images]
 
 
+def _run_tiny(cfg, pipe):
+    return run_eval(cfg, pipe=pipe, judge=ParityJudge(), quality_fns={"bright": _brightness})
+
+
 def _fake_adapter(folder, weights=b"weights v1"):
     folder.mkdir(exist_ok=True)
     (folder / "config.json").write_text('{"eta": 1.0}')
@@ -416,27 +420,32 @@ def _fake_adapter(folder, weights=b"weights v1"):
     return folder
 
 
-def test_resume_is_refused_after_the_adapter_weights_change(tmp_path, suite_path, tiny_pipe):
-    from eval import config as config_mod
-
+def _first_run_with_an_adapter(tmp_path, suite_path, pipe):
+    """A one-prompt run with a fake adapter folder: (adapter folder, run folder, config, run_config.json)."""
     adapter = _fake_adapter(tmp_path / "adapter")
     out = tmp_path / "run"
     cfg = _cfg(out, suite_path, adapter=str(adapter), seeds=[0], limit=1, categories=["counting"])
-    run_eval(cfg, pipe=tiny_pipe, judge=ParityJudge(), quality_fns={"bright": _brightness})
-    rec = json.loads((out / "run_config.json").read_text())
+    _run_tiny(cfg, pipe)
+    return adapter, out, cfg, json.loads((out / "run_config.json").read_text())
+
+
+def test_resume_is_refused_after_the_adapter_weights_change(tmp_path, suite_path, tiny_pipe):
+    from eval import config as config_mod
+
+    adapter, out, cfg, rec = _first_run_with_an_adapter(tmp_path, suite_path, tiny_pipe)
     files = rec["model_files"]["adapter"]["files"]
     assert sorted(files) == ["config.json", "diffusion_pytorch_model.safetensors"]  # README.md is not hashed
     import hashlib
     assert files["diffusion_pytorch_model.safetensors"]["sha256"] == hashlib.sha256(b"weights v1").hexdigest()
     assert rec["model_sha256"]["adapter"] == rec["model_files"]["adapter"]["sha256"]
     assert rec["model_sha256"]["base"] is None  # the tiny preset builds its base in memory
-    run_eval(cfg, pipe=tiny_pipe, judge=ParityJudge(), quality_fns={"bright": _brightness})  # unchanged: resumes
+    _run_tiny(cfg, tiny_pipe)  # unchanged: resumes
 
     (adapter / "README.md").write_text("edited notes")  # not a weight file: still resumes
-    run_eval(cfg, pipe=tiny_pipe, judge=ParityJudge(), quality_fns={"bright": _brightness})
+    _run_tiny(cfg, tiny_pipe)
     (adapter / "diffusion_pytorch_model.safetensors").write_bytes(b"weights v2, retrained")
     with pytest.raises(ValueError) as err:
-        run_eval(cfg, pipe=tiny_pipe, judge=ParityJudge(), quality_fns={"bright": _brightness})
+        _run_tiny(cfg, tiny_pipe)
     msg = str(err.value)
     assert str(adapter / "diffusion_pytorch_model.safetensors") + " (contents changed)" in msg
     assert "config.json" not in msg and "use a new --out folder" in msg and str(out) in msg
@@ -453,15 +462,11 @@ def test_resume_is_refused_after_the_adapter_weights_change(tmp_path, suite_path
 
 
 def test_a_folder_from_before_model_hashes_resumes_with_a_warning(tmp_path, suite_path, tiny_pipe):
-    adapter = _fake_adapter(tmp_path / "adapter")
-    out = tmp_path / "run"
-    cfg = _cfg(out, suite_path, adapter=str(adapter), seeds=[0], limit=1, categories=["counting"])
-    run_eval(cfg, pipe=tiny_pipe, judge=ParityJudge(), quality_fns={"bright": _brightness})
-    rec = json.loads((out / "run_config.json").read_text())
+    adapter, out, cfg, rec = _first_run_with_an_adapter(tmp_path, suite_path, tiny_pipe)
     legacy = {k: v for k, v in rec.items() if k not in ("model_files", "model_sha256")}
     (out / "run_config.json").write_text(json.dumps(legacy))
     with pytest.warns(UserWarning, match="records no model hashes"):
-        run_eval(cfg, pipe=tiny_pipe, judge=ParityJudge(), quality_fns={"bright": _brightness})
+        _run_tiny(cfg, tiny_pipe)
     assert json.loads((out / "run_config.json").read_text())["model_sha256"] == rec["model_sha256"]
 
 
@@ -488,7 +493,7 @@ def test_toy_runs_record_unknown_words_and_leave_those_prompts_out_of_accuracy(t
                         lambda prompt: [w for w in prompt.split() if w in ("bicycle", "street")], raising=False)
     out = tmp_path / "toy"
     cfg = _cfg(out, suite_path, judge="toy", seeds=[0, 1], categories=["counting", "color", "action"])
-    summary = run_eval(cfg, pipe=tiny_pipe, judge=ParityJudge(), quality_fns={"bright": _brightness})
+    summary = _run_tiny(cfg, tiny_pipe)
     rows = read_judgments(out / "judgments.jsonl")
     assert {r["prompt_id"]: tuple(r["unknown_words"]) for r in rows} == {
         "c1": (), "k1": ("street",), "a1": ("bicycle",)}
