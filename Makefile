@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test browser clean
+.PHONY: demo test browser eval-report clean
 
 $(STAMP): requirements.txt requirements-test.txt
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,12 @@ browser:
 
 test: $(STAMP) browser
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 GRADIO_ANALYTICS_ENABLED=False $(PY) -m pytest -q
+
+# Regenerate the shipped evaluation report (assets/eval/: report.md, summaries.json) that the
+# app's Eval tab shows on a fresh install: the toy adapter on the four toy suites, 168 prompts x
+# 4 seeds each, into runs/shipped-eval/<suite> (resumable; about 20 minutes on two CPU cores).
+eval-report: $(STAMP)
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m surlib.studio.shipped_report
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -35,8 +35,10 @@ def accuracy_figure(summary: dict, path: Path) -> None:
     for j, v in enumerate(VARIANTS):
         sub = acc[acc["variant"] == v].set_index("category").reindex(cats)
         y = sub["accuracy"].to_numpy(float)
-        lo = np.nan_to_num(y - sub["ci_low"].to_numpy(float), nan=0.0)
-        hi = np.nan_to_num(sub["ci_high"].to_numpy(float) - y, nan=0.0)
+        # Clipped at 0: a CI bound computed in floating point can land a hair past the accuracy
+        # (2.8e-17 above a 0% score), and matplotlib refuses negative error bars.
+        lo = np.clip(np.nan_to_num(y - sub["ci_low"].to_numpy(float), nan=0.0), 0.0, None)
+        hi = np.clip(np.nan_to_num(sub["ci_high"].to_numpy(float) - y, nan=0.0), 0.0, None)
         ax.bar(x + (j - 0.5) * w, y, w, yerr=[lo, hi], capsize=3, label=v, color=VARIANT_COLORS[v])
     ax.set_xticks(x, cats)
     ax.set_ylim(0, 1.05)

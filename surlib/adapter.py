@@ -47,6 +47,17 @@ class PromptAttention(nn.Module):
         return self.ff(h) + h
 
 
+def check_eta(eta) -> float:
+    """`eta` as a float in [0, 1], or ValueError naming what was given."""
+    try:
+        value = float(eta)
+    except (TypeError, ValueError):
+        raise ValueError(f"eta must be a number between 0 and 1, got {eta!r}") from None
+    if not 0.0 <= value <= 1.0:  # also refuses NaN
+        raise ValueError(f"eta must be a number between 0 and 1, got {eta!r}")
+    return value
+
+
 class SURAdapter(ModelMixin, ConfigMixin):
     """Maps text embeddings (B, L, text_dim) to adapted embeddings of the same shape.
 
@@ -73,8 +84,7 @@ class SURAdapter(ModelMixin, ConfigMixin):
         super().__init__()
         if text_dim % num_heads:
             raise ValueError(f"text_dim ({text_dim}) must be divisible by num_heads ({num_heads})")
-        if not 0.0 <= eta <= 1.0:
-            raise ValueError(f"eta must be in [0, 1], got {eta}")
+        check_eta(eta)
         # Seeded so that two adapters made from the same config start identical (the official
         # LLM projection was random and unseeded).
         with torch.random.fork_rng(devices=[]):
@@ -95,7 +105,8 @@ class SURAdapter(ModelMixin, ConfigMixin):
     def text_dim(self) -> int:
         return self.config.text_dim
 
-    def forward(self, x: torch.Tensor, return_dict: bool = True):
+    def forward(self, x: torch.Tensor, return_dict: bool = True, eta: float | None = None):
+        """`eta` overrides the configured strength for this call (0 gives back `x`: the baseline)."""
         if x.ndim != 3 or x.shape[-1] != self.config.text_dim:
             raise ValueError(
                 f"SURAdapter expects text embeddings of shape (batch, tokens, {self.config.text_dim}), "
@@ -104,7 +115,7 @@ class SURAdapter(ModelMixin, ConfigMixin):
         x = x.to(self.dtype)
         hidden = self.transformer(x)
         h = self.attention(hidden, x)
-        eta = self.config.eta
+        eta = self.config.eta if eta is None else check_eta(eta)
         embeds = eta * self.fc(h) + (1.0 - eta) * x
         if not return_dict:
             return embeds, hidden
@@ -125,5 +136,5 @@ class SURAdapter(ModelMixin, ConfigMixin):
             raise ValueError(
                 f"adapter text width {self.config.text_dim} does not match {where} width {width}: "
                 "this adapter was trained for a different base model family "
-                "(768 = SD 1.x, 1024 = SD 2.x, 384 = the toy MiniLM world)"
+                "(768 = SD 1.x, 1024 = SD 2.x, 2048 = SDXL, 384 = the toy MiniLM world)"
             )

@@ -28,7 +28,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
@@ -202,19 +202,34 @@ class ImageTransform:
         return self.center_crop and not self.random_flip
 
     def __call__(self, image, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.apply(image, generator).pixel_values
+
+    def apply(self, image, generator: torch.Generator | None = None) -> "TransformedImage":
+        """The tensor plus where it came from: the image's size before resizing and the top-left
+        corner of the crop in the resized image, both (row, column) as SDXL's size conditioning
+        takes them (after a flip, the corner of the flipped crop)."""
         image = to_pil(image)
+        original = (image.height, image.width)
         res = self.resolution
         image = TF.resize(image, res, interpolation=InterpolationMode.BILINEAR, antialias=True)
+        w, h = image.size
         if self.center_crop:
+            top, left = int(round((h - res) / 2.0)), int(round((w - res) / 2.0))  # as TF.center_crop
             image = TF.center_crop(image, [res, res])
         else:
-            w, h = image.size
             top = int(torch.randint(0, h - res + 1, (1,), generator=generator))
             left = int(torch.randint(0, w - res + 1, (1,), generator=generator))
             image = TF.crop(image, top, left, res, res)
         if self.random_flip and float(torch.rand((), generator=generator)) < 0.5:
             image = TF.hflip(image)
-        return TF.normalize(TF.to_tensor(image), [0.5], [0.5])
+            left = w - res - left
+        return TransformedImage(TF.normalize(TF.to_tensor(image), [0.5], [0.5]), original, (top, left))
+
+
+class TransformedImage(NamedTuple):
+    pixel_values: torch.Tensor
+    original_size: tuple[int, int]
+    crop_top_left: tuple[int, int]
 
 
 def to_pil(image) -> Image.Image:
@@ -251,8 +266,9 @@ class _Augmented(Dataset):
         return torch.Generator().manual_seed(((self.seed * 1_000_003 + self.epoch) * 10_000_019 + index) % _SEED_MOD)
 
     def _item(self, index: int, image, text: str, prompt: str) -> dict[str, Any]:
-        return {"pixel_values": self.transform(image, self._generator(index)), "text": text,
-                "prompt": prompt, "index": index}
+        done = self.transform.apply(image, self._generator(index))
+        return {"pixel_values": done.pixel_values, "text": text, "prompt": prompt, "index": index,
+                "original_size": done.original_size, "crop_top_left": done.crop_top_left}
 
 
 class SURDataset(_Augmented):
@@ -334,13 +350,18 @@ class RowsDataset(_Augmented):
 
 # --------------------------------------------------------------------------- loading helpers
 def collate(items: list[dict]) -> dict[str, Any]:
-    """Stack pixel values and indices; keep texts and prompts as lists."""
-    return {
+    """Stack pixel values and indices; keep texts and prompts as lists. `original_size` and
+    `crop_top_left` (SDXL's size conditioning) become (B, 2) tensors when every item has them."""
+    batch = {
         "pixel_values": torch.stack([it["pixel_values"] for it in items]).contiguous(),
         "text": [it["text"] for it in items],
         "prompt": [it["prompt"] for it in items],
         "index": torch.tensor([int(it["index"]) for it in items], dtype=torch.long),
     }
+    for key in ("original_size", "crop_top_left"):
+        if all(key in it for it in items):
+            batch[key] = torch.tensor([list(it[key]) for it in items], dtype=torch.long)
+    return batch
 
 
 def dataset_texts(dataset: Dataset) -> list[str]:

@@ -65,13 +65,15 @@ def min_snr_weights(scheduler, timesteps: torch.Tensor, gamma: float) -> torch.T
 
 def noise_loss(unet, scheduler, latents: torch.Tensor, encoder_hidden_states: torch.Tensor,
                noise: torch.Tensor, timesteps: torch.Tensor, snr_gamma: float | None = None,
-               official_detached: bool = False) -> torch.Tensor:
+               official_detached: bool = False,
+               added_cond_kwargs: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
     """Noise-prediction MSE of the (frozen) UNet conditioned on the adapted embedding.
 
     `scheduler` is the training noise scheduler (DDPM); its ``prediction_type`` picks the target:
     the noise (epsilon) or the velocity (v_prediction). `snr_gamma` > 0 applies Min-SNR weights,
     0 or None weights every timestep alike. Gradient flows into `encoder_hidden_states` unless
-    `official_detached` (the official code's defect).
+    `official_detached` (the official code's defect). `added_cond_kwargs` is the UNet's extra
+    conditioning of SDXL bases (pooled text vectors and time ids), passed through as given.
     """
     if snr_gamma is not None and snr_gamma < 0:
         raise ValueError(f"snr_gamma must be > 0 for Min-SNR, or 0 / None for plain MSE; got {snr_gamma}")
@@ -84,7 +86,10 @@ def noise_loss(unet, scheduler, latents: torch.Tensor, encoder_hidden_states: to
         raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {kind!r}")
     cond = encoder_hidden_states.detach() if official_detached else encoder_hidden_states
     noisy = scheduler.add_noise(latents, noise, timesteps)
-    pred = unet(noisy.to(unet.dtype), timesteps, cond.to(unet.dtype)).sample
+    extra = {}
+    if added_cond_kwargs is not None:
+        extra["added_cond_kwargs"] = {k: v.to(unet.dtype) for k, v in added_cond_kwargs.items()}
+    pred = unet(noisy.to(unet.dtype), timesteps, cond.to(unet.dtype), **extra).sample
     if not snr_gamma:
         return F.mse_loss(pred.float(), target.float())
     per_sample = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=tuple(range(1, pred.ndim)))

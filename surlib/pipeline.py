@@ -1,9 +1,10 @@
-"""Baseline and SUR-adapter images from one Stable Diffusion pipeline.
+"""Baseline and SUR-adapter images from one Stable Diffusion (1.x, 2.x or XL) pipeline.
 
 `SURPipeline` is orchestration only: the wrapped diffusers pipeline encodes the prompt, the
-adapter rewrites the conditional embedding (never the negative one), and the same diffusers
-pipeline denoises with `prompt_embeds` / `negative_prompt_embeds`. A pair is one batch of two
-with identical starting noise, so the comparison is fair and costs about one generation.
+adapter rewrites the conditional token embeddings (never the negative ones), and the same
+diffusers pipeline denoises with `prompt_embeds` / `negative_prompt_embeds` (and, for SDXL, the
+pooled vectors, kept as encoded: `surlib.conditioning` says why). A pair is one batch of two with
+identical starting noise, so the comparison is fair and costs about one generation.
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from diffusers import StableDiffusionPipeline
+from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 from diffusers.utils.torch_utils import randn_tensor
 
 from .adapter import SURAdapter
+from .bases import load_base_pipeline, text_width, text_width_source
+from .conditioning import PromptConditioning, encode_conditioning
 from .devices import default_device, default_dtype
 from .names import VARIANTS
 
@@ -30,6 +33,7 @@ logger = logging.getLogger(__name__)
 MAX_STEPS = 500
 MAX_SEED = 2**32 - 1
 MAX_GUIDANCE = 50.0
+MAX_SPELL_CHARS = 2000
 
 
 @dataclass
@@ -88,10 +92,13 @@ def _as_int(name, value, lo, hi):
 
 
 class SURPipeline:
-    """A diffusers `StableDiffusionPipeline` plus a `SURAdapter`, moved and typed together."""
+    """A diffusers `StableDiffusionPipeline` or `StableDiffusionXLPipeline` plus a `SURAdapter`,
+    moved and typed together. For SDXL the adapter rewrites the 2048-wide concatenation of both
+    text encoders' token embeddings; both images of a pair take the prompt's pooled vector."""
 
-    def __init__(self, sd: StableDiffusionPipeline, adapter: SURAdapter, name: str | None = None):
-        adapter.check_text_width(sd.text_encoder.config.hidden_size)
+    def __init__(self, sd: StableDiffusionPipeline | StableDiffusionXLPipeline, adapter: SURAdapter,
+                 name: str | None = None):
+        adapter.check_text_width(text_width(sd), where=text_width_source(sd))
         unet_width = sd.unet.config.cross_attention_dim
         if unet_width != adapter.config.text_dim:
             adapter.check_text_width(unet_width, where="the UNet's cross-attention")
@@ -114,12 +121,14 @@ class SURPipeline:
         adapter_subfolder: str | None = None,
         **sd_kwargs,
     ) -> "SURPipeline":
-        """Load a Stable Diffusion base (hub id or folder) and an adapter (hub id, folder or model)."""
+        """Load a Stable Diffusion base (hub id or folder) and an adapter (hub id, folder or model).
+
+        The base loads as the pipeline class its `model_index.json` names (`StableDiffusionPipeline`
+        or `StableDiffusionXLPipeline`; `surlib.bases`). `safety_checker` applies to SD 1.x / 2.x
+        (SDXL pipelines have none); `sd_kwargs` go to the diffusers `from_pretrained`."""
         device = torch.device(device) if device is not None else default_device()
         dtype = dtype or default_dtype(device)
-        if not safety_checker:
-            sd_kwargs.update(safety_checker=None, requires_safety_checker=False)
-        sd = StableDiffusionPipeline.from_pretrained(base, torch_dtype=dtype, **sd_kwargs)
+        sd = load_base_pipeline(base, torch_dtype=dtype, safety_checker=safety_checker, **sd_kwargs)
         if not isinstance(adapter, SURAdapter):
             adapter = SURAdapter.from_pretrained(adapter, subfolder=adapter_subfolder)
         pipe = cls(sd.to(device), adapter, name=str(base))
@@ -146,23 +155,21 @@ class SURPipeline:
         self.sd.set_progress_bar_config(**kwargs)
 
     # ----------------------------------------------------------------------------- prompt
-    @torch.no_grad()
-    def encode(self, prompts, negative_prompt=None, guidance: float = 7.5):
-        """Text-encoder embeddings of prompts and negatives, exactly as the pipeline makes them."""
+    def conditioning(self, prompts, negative_prompt=None, guidance: float = 7.5) -> PromptConditioning:
+        """Everything the base is conditioned on for prompts and negatives (token embeddings, and
+        SDXL's pooled vectors), exactly as the pipeline makes them."""
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-        use_cfg = guidance > 1.0
-        negative = None
-        if use_cfg and negative_prompt is not None:
-            negative = [negative_prompt] * len(prompts)
-        cond, uncond = self.sd.encode_prompt(
-            prompts, self.device, num_images_per_prompt=1, do_classifier_free_guidance=use_cfg,
-            negative_prompt=negative,
-        )
-        return cond, uncond
+        return encode_conditioning(self.sd, prompts, self.device, guidance, negative_prompt)
+
+    def encode(self, prompts, negative_prompt=None, guidance: float = 7.5):
+        """Token embeddings of prompts and negatives (None without guidance), exactly as the
+        pipeline makes them: what the adapter rewrites."""
+        c = self.conditioning(prompts, negative_prompt, guidance)
+        return c.embeds, c.negative
 
     @torch.no_grad()
-    def adapt(self, embeds: torch.Tensor) -> torch.Tensor:
-        return self.adapter(embeds.to(self.adapter.dtype)).embeds.to(embeds.dtype)
+    def adapt(self, embeds: torch.Tensor, eta: float | None = None) -> torch.Tensor:
+        return self.adapter(embeds.to(self.adapter.dtype), eta=eta).embeds.to(embeds.dtype)
 
     # ----------------------------------------------------------------------------- generation
     def initial_latents(self, seed: int, height: int, width: int) -> torch.Tensor:
@@ -174,10 +181,20 @@ class SURPipeline:
 
     def generate_pair(self, prompt: str, seed: int = 0, steps: int = 25, guidance: float = 7.5,
                       negative_prompt: str | None = None, height: int | None = None,
-                      width: int | None = None, output_type: str = "pil") -> Generation:
-        """Baseline and adapted image in one batched denoising pass from identical noise."""
+                      width: int | None = None, output_type: str = "pil", eta: float | None = None,
+                      spell: str | None = None) -> Generation:
+        """Baseline and adapted image in one batched denoising pass from identical noise.
+
+        `eta` overrides the adapter's strength for this pair (0: the adapter image is the
+        baseline). `spell`, when given, adds a third image to the same batch and noise: the base
+        model given that prompt (what the adapter aims at), as `images["spell"]`."""
+        if spell is not None:
+            if not isinstance(spell, str) or not spell.strip():
+                raise ValueError("spell must be a non-empty string or None")
+            if len(spell) > MAX_SPELL_CHARS:
+                raise ValueError(f"spell is {len(spell)} characters long; at most {MAX_SPELL_CHARS} are accepted")
         return self._run([prompt], [seed], steps, guidance, negative_prompt, height, width, output_type,
-                         VARIANTS)[0]
+                         VARIANTS, eta=eta, spell=spell.strip() if spell else None)[0]
 
     def generate_pairs(self, prompts: list[str], seeds: list[int], steps: int = 25, guidance: float = 7.5,
                        negative_prompt: str | None = None, height: int | None = None,
@@ -203,7 +220,8 @@ class SURPipeline:
         return self._run([prompt], [seed], steps, guidance, negative_prompt, height, width, output_type,
                          (variant,))[0]
 
-    def _run(self, prompts, seeds, steps, guidance, negative_prompt, height, width, output_type, variants):
+    def _run(self, prompts, seeds, steps, guidance, negative_prompt, height, width, output_type, variants,
+             eta=None, spell=None):
         _, _, steps, guidance, negative_prompt = validate_request(prompts[0], seeds[0], steps, guidance,
                                                                   negative_prompt)
         checked = [_validate_item(i, p, s, len(prompts)) for i, (p, s) in enumerate(zip(prompts, seeds))]
@@ -213,29 +231,32 @@ class SURPipeline:
         multiple = self.sd.vae_scale_factor * 2 ** (len(self.sd.unet.config.block_out_channels) - 1)
         if height % multiple or width % multiple:
             raise ValueError(f"height and width must be multiples of {multiple}, got {height}x{width}")
+        if spell is not None:  # one pair only (generate_pair): the spell rides in the same batch
+            variants = tuple(variants) + ("spell",)
         n, k = len(variants), len(prompts)
         with self._lock:
             t0 = time.perf_counter()
-            cond, uncond = self.encode(prompts, negative_prompt, guidance)
+            encoded = self.conditioning(prompts + ([spell] if spell is not None else []), negative_prompt, guidance)
             t1 = _sync(self.device)
-            rows = {"baseline": cond}
-            if "adapter" in variants:
-                rows["adapter"] = self.adapt(cond)
+            rows = {"baseline": encoded[:k]}
+            if "adapter" in variants:  # new token embeddings; the prompt's pooled vector is kept
+                rows["adapter"] = rows["baseline"].with_embeds(self.adapt(rows["baseline"].embeds, eta=eta))
+            if spell is not None:
+                rows["spell"] = encoded[k:]
             t2 = _sync(self.device)
             # Batch order: prompt-major, variants of one prompt side by side.
-            prompt_embeds = torch.stack([rows[v] for v in variants], 1).flatten(0, 1)
-            negative_embeds = uncond.repeat_interleave(n, 0) if uncond is not None else None
+            batch = PromptConditioning.interleave([rows[v] for v in variants])
             latents = torch.cat([self.initial_latents(s, height, width).repeat(n, 1, 1, 1) for s in seeds])
             # One generator per image, each seeded from its prompt's seed, so stochastic schedulers
             # add the same noise to both images of a pair (and the same as a single generation).
             generators = [torch.Generator("cpu").manual_seed(s + 1) for s in seeds for _ in variants]
             out = self.sd(
-                prompt_embeds=prompt_embeds, negative_prompt_embeds=negative_embeds, latents=latents,
-                num_inference_steps=steps, guidance_scale=guidance, generator=generators,
-                height=height, width=width, output_type=output_type,
+                **batch.pipeline_kwargs(), latents=latents, num_inference_steps=steps, guidance_scale=guidance,
+                generator=generators, height=height, width=width, output_type=output_type,
             )
             t3 = _sync(self.device)
-        nsfw = out.nsfw_content_detected or [False] * (n * k)
+        # SDXL pipelines have no safety checker (and no such field).
+        nsfw = getattr(out, "nsfw_content_detected", None) or [False] * (n * k)
         timings = {"encode_s": t1 - t0, "adapter_s": t2 - t1, "denoise_s": t3 - t2, "total_s": t3 - t0}
         if k > 1:
             timings["batch_pairs"] = k

@@ -25,18 +25,33 @@ class Preset:
     # Sampling defaults of this model (app and eval use them unless told otherwise).
     default_steps: int = 50
     default_guidance: float = 7.5
+    # Width of the token embeddings an adapter for this base rewrites (None: known once loaded).
+    text_dim: int | None = None
+    # The hub repo also has fp16 weight files (variant "fp16"): loaded in fp16, half the download.
+    fp16_variant: bool = False
 
 
-def _load_hub(base: str):
-    def load(adapter: str | None = None, device=None, dtype=None, safety_checker: bool = True):
+def _load_hub(name: str):
+    """The loader of a hub base without a published adapter: `adapter` or SUR_ADAPTER names one.
+    The adapter is loaded and its width checked first, so a wrong one fails before the base's
+    download. The base is read from `PRESETS[name]` when called."""
+    def load(adapter: str | SURAdapter | None = None, device=None, dtype=None, safety_checker: bool = True):
+        preset = PRESETS[name]
         adapter = adapter or os.environ.get("SUR_ADAPTER")
         if adapter is None:
             raise ValueError(
-                f"this preset ({base}) has no published SUR-adapter yet: pass adapter=<folder or hub id> "
+                f"this preset ({preset.base}) has no published SUR-adapter yet: pass adapter=<folder or hub id> "
                 "or set SUR_ADAPTER (train one with `python -m train.train_adapter`)"
             )
-        return SURPipeline.from_pretrained(base, adapter=adapter, device=device, dtype=dtype,
-                                           safety_checker=safety_checker)
+        if not isinstance(adapter, SURAdapter):
+            adapter = SURAdapter.from_pretrained(adapter)
+        if preset.text_dim is not None:
+            adapter.check_text_width(preset.text_dim, where=f"{preset.base}'s text")
+        device = torch.device(device) if device is not None else default_device()
+        dtype = dtype or default_dtype(device)
+        variant = {"variant": "fp16"} if preset.fp16_variant and dtype == torch.float16 else {}
+        return SURPipeline.from_pretrained(preset.base, adapter=adapter, device=device, dtype=dtype,
+                                           safety_checker=safety_checker, **variant)
     return load
 
 
@@ -116,6 +131,11 @@ TOY_STEPS, TOY_GUIDANCE = 10, 5.0
 that did not lose count accuracy on spells (the comparison is in docs/toy_world.md)."""
 
 
+SDXL_STEPS, SDXL_GUIDANCE = 30, 5.0
+"""SDXL base 1.0 sampling defaults: its default Euler scheduler converges in fewer steps than SD
+1.x's 50, and SDXL is tuned for lower guidance than SD 1.x's 7.5 (higher oversaturates)."""
+
+
 def toy_available() -> bool:
     from .toy.base_model import ASSETS
 
@@ -128,12 +148,15 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
     Preset("tiny", "random tiny UNet/VAE + MiniLM text encoder; CPU plumbing demo, images are noise",
            _load_tiny, default_steps=2, default_guidance=5.0),
     Preset("sd15", "Stable Diffusion 1.5 (768-d CLIP); needs a trained SUR-adapter",
-           _load_hub("stable-diffusion-v1-5/stable-diffusion-v1-5"),
-           base="stable-diffusion-v1-5/stable-diffusion-v1-5"),
+           _load_hub("sd15"), base="stable-diffusion-v1-5/stable-diffusion-v1-5", text_dim=768),
     Preset("sd21", "Stable Diffusion 2.1 (1024-d OpenCLIP); needs a trained SUR-adapter",
-           _load_hub("stabilityai/stable-diffusion-2-1"), base="stabilityai/stable-diffusion-2-1"),
+           _load_hub("sd21"), base="stabilityai/stable-diffusion-2-1", text_dim=1024),
+    Preset("sdxl", f"Stable Diffusion XL base 1.0 (2048-d: two CLIP text encoders, 768 + 1280), "
+           f"{SDXL_STEPS} steps, guidance {SDXL_GUIDANCE}; needs a trained SUR-adapter (SUR_ADAPTER) and a GPU",
+           _load_hub("sdxl"), base="stabilityai/stable-diffusion-xl-base-1.0",
+           default_steps=SDXL_STEPS, default_guidance=SDXL_GUIDANCE, text_dim=2048, fp16_variant=True),
     Preset("sur-paper", f"the paper's model: {PAPER_BASE} + the released SUR-adapter ({PAPER_REPO}, eta "
-           f"{PAPER_ETA}); downloads several GB; needs a GPU", _load_paper, base=PAPER_BASE),
+           f"{PAPER_ETA}); downloads several GB; needs a GPU", _load_paper, base=PAPER_BASE, text_dim=768),
 ]}
 
 

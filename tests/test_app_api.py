@@ -18,15 +18,15 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-ENDPOINTS = {"/generate", "/random_seed", "/new_battle", "/vote", "/results", "/eval_report"}
+ENDPOINTS = {"/generate", "/random_seed", "/new_battle", "/vote", "/checks", "/results", "/eval_report"}
 
 
 @pytest.fixture(scope="module")
 def app_server(tmp_path_factory):
     demo, studio, cfg = launch_test_app(tmp_path_factory.mktemp("app_api"), [
         {"id": "toy-1", "simple": "two red cats", "category": "count"},
-        {"id": "toy-2", "simple": "a blue robot", "category": "color"},
-    ], votes_per_minute=5)
+        {"id": "toy-2", "simple": "a blue robot", "prompt": "blue robot, masterpiece", "category": "color"},
+    ], votes_per_minute=5, trusted_proxies="127.0.0.1")  # clients may speak for other addresses (XFF)
     yield SimpleNamespace(url=f"http://127.0.0.1:{cfg.server_port}/", studio=studio, cfg=cfg)
     demo.close()
     studio.store.close()
@@ -77,13 +77,31 @@ def test_api_surface_is_exactly_the_public_endpoints(client):
 
 
 def test_generate_returns_one_paired_generation(client):
-    base, ada, slider, timing = client.predict("two red cats", "", 3, 1, 5.0, api_name="/generate")
+    base, ada, slider, timing, spell, spell_note = client.predict("two red cats", "", 3, 1, 5.0, api_name="/generate")
     (b_px, b_size), (a_px, a_size) = _pixels(base), _pixels(ada)
     assert b_size == a_size == (64, 64) and b_px != a_px
     assert [_pixels(p)[0] for p in slider] == [b_px, a_px]
     assert "Generated both images in" in timing and "seed 3" in timing
+    assert spell is None and spell_note.startswith("No spell: this prompt is not in a suite")
     again = client.predict("two red cats", "", 3, 1, 5.0, api_name="/generate")
     assert _pixels(again[1])[0] == a_px  # same seed, same images
+
+
+def test_generate_eta_and_spell(app_server, client):
+    """eta (the 6th input, default the adapter's own) 0 gives the baseline; a suite row's spell adds
+    the base model given the spell, from the same batch and noise."""
+    eta = app_server.studio.default_eta
+    default = client.predict("two red cats", "", 3, 1, 5.0, api_name="/generate")
+    same = client.predict("two red cats", "", 3, 1, 5.0, eta, api_name="/generate")
+    assert _pixels(same[1])[0] == _pixels(default[1])[0] and f"adapter strength eta {eta:g}" in same[3]
+    base, ada, _, timing, _, _ = client.predict("two red cats", "", 3, 1, 5.0, 0, api_name="/generate")
+    assert _pixels(base)[0] == _pixels(ada)[0] and "adapter strength eta 0)" in timing
+    base, _, _, timing, spell, note = client.predict("a blue robot", "", 3, 1, 5.0, api_name="/generate")
+    assert _pixels(spell)[1] == (64, 64) and _pixels(spell)[0] != _pixels(base)[0]
+    assert "Generated all three images" in timing and "`blue robot, masterpiece`" in note
+    for bad in (1.5, -1, "strong"):
+        assert f"eta must be a number between 0 and 1, got {bad!r}" in _error(
+            client, "two red cats", "", 3, 1, 5.0, bad, api_name="/generate")
 
 
 @pytest.mark.parametrize("args,message", [
@@ -111,9 +129,15 @@ def test_app_stays_up_after_errors(client):
     assert client.predict("cat", "", 1, 1, 5.0, api_name="/generate")[3]
 
 
-def test_blind_vote_flow(app_server, client):
+def _as(app_server, address):
+    """A client that the server (trusting 127.0.0.1 as its proxy) sees at `address`."""
     from gradio_client import Client
-    from surlib.studio.votes import hash_session
+
+    return Client(app_server.url, verbose=False, headers={"X-Forwarded-For": address})
+
+
+def test_blind_vote_flow(app_server, client):
+    from surlib.studio.identity import voter_key
 
     store = app_server.studio.store
     before = store.vote_count()
@@ -126,9 +150,9 @@ def test_blind_vote_flow(app_server, client):
     assert battle.prompt_id in ("toy-1", "toy-2") and battle.category in ("count", "color")
     assert store.get_vote(battle_id) is None
 
-    # another browser session cannot vote on this pair
-    other = Client(app_server.url, verbose=False)
-    assert "another session" in _error(other, battle_id, "left", api_name="/vote")
+    # another voter (another address) cannot vote on this pair
+    other = _as(app_server, "203.0.113.50")
+    assert "shown to another voter" in _error(other, battle_id, "left", api_name="/vote")
 
     reveal = client.predict(battle_id, "left", api_name="/vote")
     assert reveal["adapter_side"] == battle.adapter_side and reveal["seed"] == battle.seed
@@ -136,14 +160,14 @@ def test_blind_vote_flow(app_server, client):
     row = store.get_vote(battle_id)
     assert store.vote_count() == before + 1
     assert row["choice"] == "left" and row["adapter_side"] == battle.adapter_side
-    assert row["session"] == hash_session(client.session_hash, app_server.cfg.salt())
+    assert row["session"] == voter_key("ip:127.0.0.1", app_server.cfg.salt())  # the address, not the session
     assert client.session_hash not in row["session"] and len(row["session"]) == 64
     assert row["base_model"] and row["adapter_id"] and row["prompt"] == battle.prompt
     assert row["time_to_vote_s"] >= 0 and row["ts"] > 0 and row["category"] == battle.category
 
     # the images were served in the stored order: regenerate and compare
     steps, guidance = app_server.studio.default_steps, app_server.studio.default_guidance
-    _, adapter_img, _, _ = client.predict(battle.prompt, "", battle.seed, steps, guidance, api_name="/generate")
+    _, adapter_img, *_ = client.predict(battle.prompt, "", battle.seed, steps, guidance, api_name="/generate")
     shown_adapter = left if battle.adapter_side == "left" else right
     shown_baseline = right if battle.adapter_side == "left" else left
     assert _pixels(shown_adapter)[0] == _pixels(adapter_img)[0]
@@ -151,7 +175,7 @@ def test_blind_vote_flow(app_server, client):
 
     assert "already has your vote" in _error(client, battle_id, "right", api_name="/vote")
     assert "unknown pair id" in _error(client, "x" * 24, "left", api_name="/vote")
-    assert "unknown pair id" in _error(client, "", "left", api_name="/vote")
+    assert "battle_id is missing or empty" in _error(client, "", "left", api_name="/vote")
     _, _, _, second = client.predict("my own words", api_name="/new_battle")
     assert "choice must be one of" in _error(client, second, "centre", api_name="/vote")
     assert client.predict(second, "both_bad", api_name="/vote")["choice"] == "both_bad"
@@ -159,13 +183,13 @@ def test_blind_vote_flow(app_server, client):
     assert "at most 500" in _error(client, "w" * 600, api_name="/new_battle")
 
 
-def test_vote_rate_limit_per_session(app_server):
-    from gradio_client import Client
+def test_vote_rate_limit_per_voter(app_server):
+    from surlib.studio.identity import voter_key
     from surlib.studio.votes import Battle, new_battle_id
 
     studio = app_server.studio
-    voter = Client(app_server.url, verbose=False)
-    session = studio.session(voter.session_hash)
+    voter = _as(app_server, "198.51.100.61")
+    session = voter_key("ip:198.51.100.61", app_server.cfg.salt())
     ids = []
     for _ in range(app_server.cfg.votes_per_minute + 1):
         b = Battle(battle_id=new_battle_id(), created_at=time.time(), session=session, prompt="p", seed=1,
@@ -176,10 +200,11 @@ def test_vote_rate_limit_per_session(app_server):
     for bid in ids[:-1]:
         voter.predict(bid, "tie", api_name="/vote")
     assert "too many votes" in _error(voter, ids[-1], "tie", api_name="/vote")
+    assert "too many votes" in _error(_as(app_server, "198.51.100.61"), ids[-1], "tie", api_name="/vote")
 
 
 def test_results_endpoint(app_server, client):
-    summary, plot, table, csv_path, numbers = client.predict("tiny", api_name="/results")
+    summary, plot, table, csv_path, numbers, checks = client.predict("tiny", api_name="/results")
     n = app_server.studio.store.vote_count("tiny")
     assert n >= 2 and numbers["total_votes"] == n
     assert "win rate" in summary and "Wilson" in summary
@@ -194,11 +219,13 @@ def test_results_endpoint(app_server, client):
     everything = client.predict("all", api_name="/results")[4]
     assert everything["total_votes"] == app_server.studio.store.vote_count()
     assert "No votes yet" in client.predict("sd21", api_name="/results")[0]
+    assert checks["headers"][:2] == ["attribute", "variant"] and numbers["your_votes_all"] >= 2
+    assert "decisive votes needed" in summary and "**Your votes:**" in summary
 
 
 def test_eval_report_endpoint(app_server, client):
-    text, figures = client.predict(api_name="/eval_report")
-    assert "No eval report yet" in text and "python -m eval.run" in text and figures == []
+    text, figures = client.predict(api_name="/eval_report")  # a fresh install: the shipped report
+    assert text.startswith("*The shipped report") and "python -m eval.run" in text and len(figures) == 2
     from PIL import Image
 
     run = app_server.cfg.runs_dir / "toy"

@@ -95,3 +95,119 @@ def test_click_generate_then_vote_in_chromium(app_server):
     assert vote["choice"] == "left" and vote["prompt"] == "three green birds" and vote["prompt_id"] == "toy-9"
     left_label = "SUR-adapter" if vote["adapter_side"] == "left" else "baseline"
     assert f"Left was {left_label}" in reveal
+
+
+# ----------------------------------------------------------------------------- Compare and Eval, toy preset
+@pytest.fixture(scope="module")
+def toy_server(tmp_path_factory):
+    """The default model (toy preset, its shipped suites) served in this process."""
+    _require_browser()
+    import torch
+
+    import app
+    from conftest import free_port
+    from surlib.studio.settings import AppConfig
+
+    torch.set_num_threads(1)
+    tmp = tmp_path_factory.mktemp("app_browser_toy")
+    cfg = AppConfig(preset="toy", data_dir=tmp / "data", runs_dir=tmp / "runs", server_name="127.0.0.1",
+                    server_port=free_port())
+    demo, studio = app.create_app(cfg)
+    kwargs = app.launch_kwargs(cfg)
+    kwargs.update(prevent_thread_lock=True, quiet=True)
+    demo.launch(**kwargs)
+    yield studio, cfg, f"http://127.0.0.1:{cfg.server_port}/"
+    demo.close()
+    studio.store.close()
+
+
+def _png(page, locator):
+    """(pixels, size) of the file an <img> shows, fetched the way a download gets it."""
+    import io
+
+    from PIL import Image
+
+    body = page.request.get(locator.get_attribute("src")).body()
+    with Image.open(io.BytesIO(body)) as im:
+        return im.convert("RGB").tobytes(), im.size
+
+
+def _box(locator):
+    box = locator.bounding_box()
+    return round(box["width"]), round(box["height"])
+
+
+@pytest.mark.timeout(600)
+def test_compare_controls_and_eval_tab_in_chromium(toy_server):
+    from playwright.sync_api import expect, sync_playwright
+
+    studio, cfg, url = toy_server
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.set_default_timeout(TIMEOUT_MS)
+            expect.set_options(timeout=TIMEOUT_MS)
+            page.goto(url)
+            prompt = page.locator("#compare-prompt textarea")
+
+            # the vocabulary in view, and the words the toy model does not know marked as typed
+            expect(page.locator("#vocabulary-text")).to_contain_text("What the toy model knows")
+            prompt.fill("three white kittens playing on a green carpet")
+            expect(page.locator("#prompt-hint")).to_contain_text("2 words the toy model never saw: playing, carpet")
+            marked = page.locator("#prompt-marks .textfield .text:not(.unlabeled)")
+            expect(marked).to_have_count(2)
+            assert [t.strip() for t in marked.all_inner_texts()] == ["playing", "carpet"]
+
+            # a prompt of the toy grammar: three images in one pass, the third labelled with the spell
+            prompt.fill("three red robots jumping against a white wall")
+            expect(page.locator("#prompt-hint")).to_contain_text("Every word of this prompt is in the toy world")
+            page.locator("#generate-btn").click()
+            expect(page.locator("#timing")).to_contain_text("Generated all three images")
+            expect(page.locator("#timing")).to_contain_text("adapter strength eta 0.1")
+            expect(page.locator("#img-spell img")).to_be_visible()
+            expect(page.locator("#spell-note")).to_contain_text(
+                "masterpiece, 3 robots, red, jumping, white background, best quality")
+            expect(page.locator("#img-spell label")).to_contain_text(
+                "Base model given the spell: masterpiece, 3 robots, red, jumping, white background, best quality")
+            imgs = {k: page.locator(f"#{k} img") for k in ("img-baseline", "img-adapter", "img-spell")}
+            boxes = {k: _box(v) for k, v in imgs.items()}
+            assert len(set(boxes.values())) == 1 and min(boxes["img-baseline"]) >= 256, boxes
+            files = {k: _png(page, v) for k, v in imgs.items()}
+            assert {size for _, size in files.values()} == {(64, 64)}  # served at its own pixels
+            assert files["img-baseline"][0] != files["img-adapter"][0] != files["img-spell"][0]
+            assert page.evaluate("getComputedStyle(document.querySelector('#img-baseline img')).imageRendering") \
+                == "pixelated"
+
+            # eta 0: the adapter image is the baseline, pixel for pixel
+            eta = page.locator("#compare-eta input[type='number']")
+            eta.fill("0")
+            eta.press("Enter")
+            page.locator("#generate-btn").click()
+            expect(page.locator("#timing")).to_contain_text("adapter strength eta 0)")
+            base, ada = _png(page, imgs["img-baseline"]), _png(page, imgs["img-adapter"])
+            assert base == ada and base[0] == files["img-baseline"][0]  # same seed: the same baseline
+
+            # no spell: no third image, and a note why
+            prompt.fill("two red cats sitting")
+            page.locator("#generate-btn").click()
+            expect(page.locator("#spell-note")).to_contain_text("No spell: it is not a sentence of the toy grammar")
+            expect(page.locator("#img-spell")).to_be_hidden()
+
+            # Vote shows its pair in the same boxes
+            page.get_by_role("tab", name="Vote").first.click()
+            page.locator("#new-pair-btn").click()
+            expect(page.locator("#img-left img[src*='file=']")).to_be_visible()
+            expect(page.locator("#img-right img[src*='file=']")).to_be_visible()
+            assert _box(page.locator("#img-left img")) == _box(page.locator("#img-right img")) == \
+                boxes["img-baseline"]
+
+            # Eval: the shipped report on a fresh install, then a quick run with its own report
+            page.get_by_role("tab", name="Eval").first.click()
+            expect(page.locator("#eval-report")).to_contain_text("Shipped evaluation: the toy SUR-adapter")
+            page.locator("#eval-run").click()
+            expect(page.locator("#eval-report")).to_contain_text("SUR-adapter evaluation: toy_heldout suite",
+                                                                 timeout=300_000)
+        finally:
+            browser.close()
+    assert (cfg.runs_dir / "quick-eval" / "report.md").is_file()

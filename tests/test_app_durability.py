@@ -126,6 +126,7 @@ def _start_server(data_dir, port, log_path):
     env = dict(os.environ, SUR_PRESET="tiny", SUR_DATA_DIR=str(data_dir), GRADIO_SERVER_NAME="127.0.0.1",
                GRADIO_SERVER_PORT=str(port), SUR_STEPS="1", SUR_SESSION_SALT="durability-test-salt",
                SUR_VOTES_PER_MIN="100000", SUR_TORCH_THREADS="1", OMP_NUM_THREADS="1",
+               SUR_TRUSTED_PROXIES="127.0.0.1", SUR_PAIRS_PER_MIN="100000",
                HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", SUR_LOG_LEVEL="WARNING")
     log = open(log_path, "ab")
     proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env,
@@ -150,7 +151,8 @@ def test_server_sigkill_during_voting_keeps_acknowledged_votes(tmp_path):
     from gradio_client import Client
 
     sys.path.insert(0, str(ROOT))
-    from surlib.studio.votes import Battle, VoteStore, hash_session, new_battle_id
+    from surlib.studio.identity import voter_key
+    from surlib.studio.votes import Battle, VoteStore, new_battle_id
 
     data = tmp_path / "data"
     log_path = tmp_path / "server.log"
@@ -158,10 +160,11 @@ def test_server_sigkill_during_voting_keeps_acknowledged_votes(tmp_path):
     try:
         db = data / "votes.sqlite"
         store = VoteStore(db)  # a second process on the same file, as a restarted server would be
-        clients = [Client(url, verbose=False) for _ in range(4)]
+        # four voters at four addresses: the server trusts its localhost peer as a proxy here
+        clients = [Client(url, verbose=False, headers={"X-Forwarded-For": f"203.0.113.{k + 1}"}) for k in range(4)]
         plans = []
-        for c in clients:  # pairs as /new_battle would make them, for these four sessions
-            session = hash_session(c.session_hash, "durability-test-salt")
+        for k, c in enumerate(clients):  # pairs as /new_battle would make them, for these four voters
+            session = voter_key(f"ip:203.0.113.{k + 1}", "durability-test-salt")
             ids = []
             for i in range(200):
                 b = Battle(battle_id=new_battle_id(), created_at=time.time(), session=session, prompt=f"p{i}",

@@ -80,3 +80,17 @@ def test_old_summaries_without_the_prompt_test_still_tabulate(tmp_path):
     assert "| – | [" in compare.markdown([r])
     (run / "summary.json").write_text("{not json")
     assert compare.main([str(run)]) == 2
+
+
+def test_accuracy_figure_draws_a_zero_score_whose_ci_bound_is_a_hair_above_it(tmp_path):
+    """A floating-point CI bound of 2.8e-17 over a 0% accuracy made a negative error bar, which
+    matplotlib refuses (the Eval tab's Run button hit it on a small run)."""
+    from eval.report import accuracy_figure
+
+    rows = [{"category": "counting", "variant": "baseline", "accuracy": 0.0, "ci_low": 2.8e-17, "ci_high": 0.3},
+            {"category": "counting", "variant": "adapter", "accuracy": 0.5, "ci_low": 0.2, "ci_high": 0.8}]
+    accuracy_figure({"accuracy": rows}, tmp_path / "accuracy.png")
+    from PIL import Image
+
+    with Image.open(tmp_path / "accuracy.png") as im:
+        assert im.width > 100 and im.height > 100

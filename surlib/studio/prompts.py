@@ -1,7 +1,7 @@
 """The prompts the studio offers: suite files on disk, the Vote tab's pool, example prompts.
 
 Suites are the eval's JSONL files (`assets/suites/*.jsonl`); the studio only needs each row's
-text, id and category, and must keep serving when a file is missing or has a bad line.
+text, id, category and spell, and must keep serving when a file is missing or has a bad line.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ class SuitePrompt:
     prompt_id: str | None = None
     suite: str | None = None
     category: str | None = None
+    spell: str | None = None  # the row's keyword prompt (`complex_prompt`), what the adapter aims at
 
 
 def load_suites(folder: str | Path) -> dict[str, list[SuitePrompt]]:
@@ -65,8 +66,11 @@ def load_suites(folder: str | Path) -> dict[str, list[SuitePrompt]]:
                 continue
             pid = row.get("id", row.get("prompt_id"))
             cat = row.get("category")
+            # A row with "simple" may hold its spell in "prompt" (SURD's layout).
+            spell = row.get("complex_prompt") or (row.get("prompt") if row.get("simple") else None)
+            spell = spell.strip() if isinstance(spell, str) and spell.strip() else None
             rows.append(SuitePrompt(text.strip(), str(pid) if pid is not None else f"{path.stem}:{n}",
-                                    path.stem, str(cat) if cat is not None else None))
+                                    path.stem, str(cat) if cat is not None else None, spell))
         if rows:
             suites[path.stem] = rows
     return suites

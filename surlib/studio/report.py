@@ -1,15 +1,22 @@
-"""The Eval tab's content: the newest eval report on disk and its figures.
+"""The Eval tab's content: the newest eval report on disk and its figures, else the shipped one.
 
-`python -m eval.run` writes `report.md` with PNG figures beside it; the tab shows the text and
-the figures, so image links in the text become captions and the figures go to a gallery.
+`python -m eval.run` (and the tab's Run button, `quick_eval`) writes `report.md` with PNG
+figures beside it; the tab shows the text and the figures, so image links in the text become
+captions and the figures go to a gallery. A fresh install has no runs: then, and whenever the
+shipped report (`shipped_report`, in the repository) is newer than every run's, it is shown,
+its figures drawn from its summaries.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from .shipped_report import ShippedReport, load_shipped
+from .shipped_report import figures as shipped_figures
 
 log = logging.getLogger("surlib.app")
 
@@ -21,6 +28,10 @@ NO_REPORT = (
 )
 
 _IMG = re.compile(r"!\[([^\]]*)\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
+
+
+def _mtime(path: Path) -> _dt.datetime:
+    return _dt.datetime.fromtimestamp(path.stat().st_mtime, _dt.timezone.utc)
 
 
 @dataclass
@@ -57,10 +68,23 @@ def latest_report(runs_dir: str | Path, max_figures: int = 24, max_chars: int = 
     return EvalReport(path, text, figures[:max_figures])
 
 
-def report_page(runs_dir: str | Path) -> tuple[str, list]:
-    """(markdown, [(RGB image, file name)]) for the Eval tab; NO_REPORT and [] without a report.
+def shipped_page(shipped: ShippedReport, runs_dir: str | Path) -> tuple[str, list]:
+    head = (f"*The shipped report (`assets/eval/{shipped.path.name}`, written "
+            f"{shipped.generated_at:%Y-%m-%d}): no report under `{runs_dir}` is newer. Press **Run** for a "
+            "quick evaluation here, or make a full one with `python -m eval.run` (see the report).*\n\n")
+    return head + shipped.markdown, shipped_figures(shipped)
+
+
+def report_page(runs_dir: str | Path, shipped_dir: str | Path | None = None) -> tuple[str, list]:
+    """(markdown, [(RGB image, caption)]) for the Eval tab: the newest run's report, or the shipped
+    one (from `shipped_dir`) when it is newer or there is no run; NO_REPORT and [] with neither.
     A figure that cannot be opened is logged and left out, not an error of the page."""
     report = latest_report(runs_dir)
+    shipped = load_shipped(shipped_dir) if shipped_dir is not None else None
+    if shipped_dir is not None and shipped is None:
+        log.warning("the shipped eval report in %s is missing or unreadable", shipped_dir)
+    if shipped is not None and (report is None or _mtime(report.path) <= shipped.generated_at):
+        return shipped_page(shipped, runs_dir)
     if report is None:
         return NO_REPORT, []
     from PIL import Image
@@ -75,4 +99,4 @@ def report_page(runs_dir: str | Path) -> tuple[str, list]:
     return f"*Report: `{report.path}`*\n\n{report.markdown}", figures
 
 
-__all__ = ["EvalReport", "latest_report", "report_page", "NO_REPORT"]
+__all__ = ["EvalReport", "latest_report", "report_page", "shipped_page", "NO_REPORT"]

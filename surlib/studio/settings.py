@@ -15,10 +15,22 @@ Variables (defaults in brackets):
   default_steps/default_guidance attributes, else PRESET_DEFAULTS below]
 - SUR_MAX_STEPS: the most steps a visitor may ask for [50]
 - SUR_MAX_PROMPT_CHARS: longest prompt accepted [500]
-- SUR_VOTES_PER_MIN, SUR_VOTES_PER_DAY: per session, rolling windows [30, 1000]
+- SUR_VOTES_PER_MIN, SUR_VOTES_PER_DAY: per voter, rolling windows [30, 1000]
+- SUR_PAIRS_PER_MIN, SUR_PAIRS_PER_DAY: new blind pairs per voter, rolling windows [30, 2000]
+- SUR_TRUSTED_PROXIES: whose X-Forwarded-For is believed: a hop count or a comma list of
+  addresses/CIDRs (identity.py) [1 hop on a Hugging Face Space (SPACE_ID set), else nobody]
+- SUR_OAUTH: Hugging Face sign-in (gr.LoginButton) as the voter identity, 1 or 0 [1 on a Space
+  with `hf_oauth: true` (OAUTH_CLIENT_ID set), else 0]
+- SUR_REQUIRE_LOGIN: with SUR_OAUTH, only signed-in voters get pairs and vote [0]
+- SUR_MODE: "studio" (all tabs) or "survey" (Vote and Results only, no /generate) [studio]
+- SUR_SURVEY_INSTRUCTIONS: the survey's instructions, Markdown text or a path to a file [survey.py]
+- SUR_REVEAL: show the sides after each vote, 1 or 0 [1 in studio mode, 0 in survey mode]
+- SUR_JUDGE: automatic per-image checks at pair time: auto (the toy judge for toy presets), toy
+  or off [auto]
+- SUR_CACHE_MAX_AGE_S: Gradio's cached images and files older than this are deleted [3600]
 - SUR_BATTLE_MAX_AGE_S: a pair older than this can no longer be voted on [86400]
 - SUR_SQLITE_SYNC: SQLite synchronous, NORMAL or FULL, WAL in both; see votes.py [NORMAL]
-- SUR_SESSION_SALT: server salt of the session hashes [random, kept in <data dir>/salt]
+- SUR_SESSION_SALT: server salt of the voter keys [random, kept in <data dir>/salt]
 - SUR_SYNC_REPO, HF_TOKEN, SUR_SYNC_EVERY_MIN: optional vote export to an HF dataset repo via
   CommitScheduler; off without both repo and token [off, none, 10]
 - SUR_QUEUE_MAX: most requests waiting in the queue [64]
@@ -71,6 +83,24 @@ def default_data_dir(env: Mapping[str, str] | None = None) -> Path:
 
 
 _KIND_WORD = {int: "an integer", float: "a number"}
+MODES = ("studio", "survey")
+JUDGES = ("auto", "toy", "off")
+# Hugging Face Spaces put one proxy in front of the app: its peer address is the proxy's, and the
+# last X-Forwarded-For entry is the one that proxy appended (docs/app.md, Voter identity).
+SPACES_PROXY_HOPS = 1
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _flag(env, name, default):
+    """env[name] read as a yes/no setting; `default` when unset or empty."""
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise ConfigError(f"{name} must be 1 or 0 (or true/false, yes/no, on/off), got {env.get(name)!r}")
 
 
 def _number(env, name, default, lo, kind=int):
@@ -100,6 +130,16 @@ class AppConfig:
     max_prompt_chars: int = 500
     votes_per_minute: int = 30
     votes_per_day: int = 1000
+    pairs_per_minute: int = 30
+    pairs_per_day: int = 2000
+    trusted_proxies: str = ""         # identity.ProxyTrust.parse
+    oauth: bool = False
+    require_login: bool = False
+    mode: str = "studio"
+    survey_instructions: str | None = None   # None: survey.DEFAULT_INSTRUCTIONS
+    reveal: bool | None = None        # None: on in studio mode, off in survey mode
+    judge: str = "auto"
+    cache_max_age_s: int = 3600
     battle_max_age_s: float = 86400.0
     sqlite_synchronous: str = "NORMAL"
     sync_repo: str | None = None
@@ -118,6 +158,12 @@ class AppConfig:
         if sync not in ("FULL", "NORMAL", "EXTRA"):
             raise ConfigError(f"SUR_SQLITE_SYNC must be FULL, NORMAL or EXTRA, got {sync!r}")
         suites = tuple(s.strip() for s in env.get("SUR_VOTE_SUITES", "").split(",") if s.strip())
+        on_space = bool(env.get("SPACE_ID"))
+        mode = env.get("SUR_MODE", "studio").strip().lower() or "studio"
+        judge = env.get("SUR_JUDGE", "auto").strip().lower() or "auto"
+        trusted = env.get("SUR_TRUSTED_PROXIES")
+        if trusted is None:
+            trusted = str(SPACES_PROXY_HOPS) if on_space else ""
         return cls(
             preset=env.get("SUR_PRESET") or default_preset_name(),
             data_dir=default_data_dir(env),
@@ -130,6 +176,16 @@ class AppConfig:
             max_prompt_chars=_number(env, "SUR_MAX_PROMPT_CHARS", 500, 1),
             votes_per_minute=_number(env, "SUR_VOTES_PER_MIN", 30, 1),
             votes_per_day=_number(env, "SUR_VOTES_PER_DAY", 1000, 1),
+            pairs_per_minute=_number(env, "SUR_PAIRS_PER_MIN", 30, 1),
+            pairs_per_day=_number(env, "SUR_PAIRS_PER_DAY", 2000, 1),
+            trusted_proxies=trusted,
+            oauth=_flag(env, "SUR_OAUTH", on_space and bool(env.get("OAUTH_CLIENT_ID"))),
+            require_login=_flag(env, "SUR_REQUIRE_LOGIN", False),
+            mode=mode,
+            survey_instructions=env.get("SUR_SURVEY_INSTRUCTIONS") or None,
+            reveal=_flag(env, "SUR_REVEAL", None),
+            judge=judge,
+            cache_max_age_s=_number(env, "SUR_CACHE_MAX_AGE_S", 3600, 60),
             battle_max_age_s=_number(env, "SUR_BATTLE_MAX_AGE_S", 86400.0, 1.0, float),
             sqlite_synchronous=sync,
             sync_repo=env.get("SUR_SYNC_REPO") or None,
@@ -142,7 +198,42 @@ class AppConfig:
             server_port=_number(env, "GRADIO_SERVER_PORT", 7860, 0),
         )
 
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ConfigError(f"SUR_MODE must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.judge not in JUDGES:
+            raise ConfigError(f"SUR_JUDGE must be one of {', '.join(JUDGES)}, got {self.judge!r}")
+        from .identity import ProxyTrust, TrustError
+
+        try:
+            ProxyTrust.parse(self.trusted_proxies)
+        except TrustError as e:
+            raise ConfigError(str(e)) from None
+        if self.require_login and not self.oauth:
+            raise ConfigError("SUR_REQUIRE_LOGIN=1 needs SUR_OAUTH=1 (there is no sign-in without it)")
+
     # ------------------------------------------------------------------ derived
+    @property
+    def survey(self) -> bool:
+        return self.mode == "survey"
+
+    @property
+    def reveal_sides(self) -> bool:
+        """Whether a vote's answer names the sides: yes in the studio, no in a survey (a voter
+        shown the sides learns the adapter's look, and the next votes are no longer blind)."""
+        return (not self.survey) if self.reveal is None else self.reveal
+
+    @property
+    def proxy_trust(self):
+        from .identity import ProxyTrust
+
+        return ProxyTrust.parse(self.trusted_proxies)
+
+    @property
+    def delete_cache(self) -> tuple[int, int]:
+        """gr.Blocks(delete_cache=(every, age)): Gradio's own cleanup of its cached files."""
+        return (min(600, self.cache_max_age_s), self.cache_max_age_s)
+
     @property
     def db_path(self) -> Path:
         return self.data_dir / "votes.sqlite"
@@ -165,10 +256,10 @@ class AppConfig:
         return steps, (self.guidance if self.guidance is not None else guidance)
 
     def salt(self) -> str:
-        """The server salt of session hashes: SUR_SESSION_SALT, else one kept in the data dir.
+        """The server salt of voter keys: SUR_SESSION_SALT, else one kept in the data dir.
 
-        Kept in a file (mode 0600) so that hashes of one browser session stay comparable
-        across restarts; never shown on the page."""
+        Kept in a file (mode 0600) so that one voter's key stays the same across restarts
+        (rate limits and "your votes" keep counting); never shown on the page."""
         if self.session_salt:
             return self.session_salt
         path = self.data_dir / "salt"
@@ -204,4 +295,4 @@ def gpu_decorator(duration: int = 60) -> Callable[[Callable], Callable]:
 
 
 __all__ = ["AppConfig", "ConfigError", "gpu_decorator", "default_data_dir", "default_preset_name",
-           "PRESET_DEFAULTS"]
+           "PRESET_DEFAULTS", "MODES", "JUDGES", "SPACES_PROXY_HOPS"]

@@ -4,38 +4,31 @@ Standard library only, so it can be used (and loaded by file path) without torch
 
 Design
 ------
-* A **battle** is one blind pair shown to one browser session. Which side holds the adapter is
-  written here when the pair is made and never leaves the server before the vote: the page only
-  gets the two images, the prompt and an unguessable battle id (`secrets.token_urlsafe(18)`).
+* A **battle** is one blind pair shown to one voter. Which side holds the adapter is written
+  here when the pair is made and never leaves the server before the vote: the page only gets
+  the two images, the prompt and an unguessable battle id (`secrets.token_urlsafe(18)`). The
+  `session` columns hold the **voter key** (identity.py: sha256 of the salt and the server's
+  idea of who the voter is, never Gradio's client-chosen session hash).
 * A **vote** is one row per battle (`UNIQUE(battle_id)`), written in one `BEGIN IMMEDIATE`
-  transaction together with its checks (battle exists, belongs to the voting session, not yet
-  voted, not expired, session under its rate limits). `record_vote` returns only after COMMIT:
-  a vote is acknowledged only once it is in the database. The vote row repeats the battle's
-  fields (prompt, seed, models, sides) so that the votes table alone is the full record.
-* Durability: WAL journal with ``synchronous=NORMAL`` (the default). When COMMIT returns, the
-  transaction's pages have been written (write(2)) to the WAL file, so they are in the kernel's
-  page cache and on disk eventually even if the server is SIGKILLed a microsecond later: a killed
-  or crashed *process* never loses an acknowledged vote (tests/test_app_durability.py kills the
-  server mid-vote and checks). What NORMAL gives up is the fsync per commit: if the *machine*
-  loses power or the kernel panics, the last commits before the next WAL checkpoint (which is
-  fsynced) can be lost; the database itself stays consistent. ``synchronous=FULL``
-  (SUR_SQLITE_SYNC=FULL) fsyncs the WAL on every commit and closes that gap too, at the price
-  of an fsync per vote, which on a busy disk misses the vote-latency target (docs/app.md,
-  Durability and Bench). A Space restart stops the container, not the host kernel, so NORMAL
-  is the right trade there.
-* Checkpoints: a background thread runs a PASSIVE WAL checkpoint every 2 s (SQLite's own
-  auto-checkpoint is turned off), so a vote never pays for the checkpoint's page copying and
-  fsyncs; the last connection to close checkpoints what is left.
-* Concurrency: one connection per thread; writes of one process are serialised by a lock (so
-  threads never spin in SQLite's busy handler), writes of several processes by SQLite's file
-  lock with a busy timeout (sqlite3's `timeout=`). The one place the busy timeout does not
-  cover is the switch to WAL while another connection creates the file: see `_switch_to_wal`.
+  transaction together with its checks (battle exists, belongs to this voter, not yet voted,
+  not expired, voter under its rate limits). `record_vote` returns only after COMMIT: a vote is
+  acknowledged only once it is in the database. The vote row repeats the battle's fields
+  (prompt, seed, models, sides) so that the votes table alone is the full record of the choice.
+* **Checks** (the `checks` table; written by checks.py) are per-image verdicts: is the count /
+  color / action right? The judge's come with the pair, the voter's after the vote.
+* New pairs are rate limited per voter like votes (`add_battle`, `check_pair_rate`).
+* Durability: WAL with ``synchronous=NORMAL`` (default): when COMMIT returns, the WAL write(2)
+  is done, so a SIGKILLed or crashed *process* keeps every acknowledged vote (the test kills the
+  real server mid-vote); only a *machine* failure before the next fsynced checkpoint can lose the
+  last commits. ``FULL`` (SUR_SQLITE_SYNC=FULL) fsyncs every commit (docs/app.md, Durability).
+* Checkpoints: a background thread runs a PASSIVE WAL checkpoint every 2 s (auto-checkpoint
+  off), so no vote pays for the page copying and fsyncs.
+* Concurrency: one connection per thread; a process's writes are serialised by a lock, several
+  processes' by SQLite's file lock and busy timeout, except the switch to WAL (`_switch_to_wal`).
 """
 
 from __future__ import annotations
 
-import csv
-import hashlib
 import logging
 import re
 import secrets
@@ -45,9 +38,9 @@ import time
 from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: checks table, battles(session, created_at) index; 1 is migrated in place
 # What the Vote tab's buttons and the /vote API send; one spelling each.
 CHOICES = ("left", "right", "tie", "both_bad")
 SIDES = ("left", "right")
@@ -58,7 +51,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS battles (
     battle_id       TEXT PRIMARY KEY,
     created_at      REAL NOT NULL,            -- unix seconds, when the pair was served
-    session         TEXT NOT NULL,            -- sha256(salt:session_hash)
+    session         TEXT NOT NULL,            -- voter key: sha256(salt:identity), identity.py
     prompt          TEXT NOT NULL,
     prompt_id       TEXT,                     -- suite row id when the prompt came from a suite
     suite           TEXT,
@@ -99,6 +92,17 @@ CREATE TABLE IF NOT EXISTS votes (
 );
 CREATE INDEX IF NOT EXISTS votes_session_ts ON votes(session, ts);
 CREATE INDEX IF NOT EXISTS votes_preset ON votes(preset);
+CREATE INDEX IF NOT EXISTS battles_session_created ON battles(session, created_at);
+CREATE TABLE IF NOT EXISTS checks (
+    battle_id       TEXT NOT NULL REFERENCES battles(battle_id),
+    source          TEXT NOT NULL CHECK (source IN ('human', 'judge')),
+    side            TEXT NOT NULL CHECK (side IN ('left', 'right')),
+    system          TEXT NOT NULL,            -- the system shown on that side
+    attribute       TEXT NOT NULL CHECK (attribute IN ('count', 'color', 'action')),
+    verdict         TEXT NOT NULL CHECK (verdict IN ('yes', 'no', 'unsure')),
+    ts              REAL NOT NULL,
+    PRIMARY KEY (battle_id, source, side, attribute)
+);
 """
 
 VOTE_COLUMNS = ("id", "battle_id", "ts", "created_at", "session", "prompt", "prompt_id", "suite",
@@ -120,7 +124,7 @@ class AlreadyVoted(VoteError):
 
 
 class WrongSession(VoteError):
-    pass
+    """The pair was shown to another voter."""
 
 
 class BattleExpired(VoteError):
@@ -136,12 +140,6 @@ class BadChoice(VoteError):
 
 
 # ----------------------------------------------------------------------------- helpers
-def hash_session(session_hash: str | None, salt: str) -> str:
-    """sha256 of the server salt and Gradio's per-page session hash; raw hashes are never stored."""
-    raw = f"{salt}:{session_hash or 'anonymous'}"
-    return hashlib.sha256(raw.encode("utf-8")).hexdigest()
-
-
 def new_battle_id() -> str:
     return secrets.token_urlsafe(18)  # 144 random bits, 24 url-safe characters
 
@@ -194,7 +192,8 @@ class VoteStore:
 
     def __init__(self, path: str | Path, synchronous: str = "NORMAL", busy_timeout_s: float = 30.0,
                  votes_per_minute: int | None = 30, votes_per_day: int | None = 1000,
-                 battle_max_age_s: float | None = 86400.0, checkpoint_every_s: float | None = 2.0):
+                 battle_max_age_s: float | None = 86400.0, checkpoint_every_s: float | None = 2.0,
+                 pairs_per_minute: int | None = None, pairs_per_day: int | None = None):
         synchronous = synchronous.upper()
         if synchronous not in ("FULL", "NORMAL", "EXTRA"):
             raise ValueError(f"synchronous must be FULL, NORMAL or EXTRA, got {synchronous!r}")
@@ -204,6 +203,8 @@ class VoteStore:
         self.busy_timeout_s = busy_timeout_s
         self.votes_per_minute = votes_per_minute
         self.votes_per_day = votes_per_day
+        self.pairs_per_minute = pairs_per_minute
+        self.pairs_per_day = pairs_per_day
         self.battle_max_age_s = battle_max_age_s
         self.checkpoint_every_s = checkpoint_every_s
         self._local = threading.local()
@@ -217,7 +218,7 @@ class VoteStore:
             # processes harmless.
             conn.executescript("BEGIN IMMEDIATE;" + SCHEMA + "COMMIT;")
             version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version == 0:
+            if version < SCHEMA_VERSION:  # new file, or version 1: the script above added what 2 has
                 conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             elif version > SCHEMA_VERSION:
                 raise RuntimeError(f"{self.path} has schema version {version}; this code knows "
@@ -268,7 +269,7 @@ class VoteStore:
                 self._all.append(conn)
         return conn
 
-    def _write(self, fn):
+    def write(self, fn):
         """Run fn(conn) inside one BEGIN IMMEDIATE ... COMMIT; returns after the commit."""
         conn = self._conn()
         with self._write_lock:
@@ -316,12 +317,33 @@ class VoteStore:
         self._local = threading.local()
 
     # .......................................................................... battles
-    def add_battle(self, battle: Battle) -> Battle:
+    def add_battle(self, battle: Battle, also=None) -> Battle:
+        """Insert the pair under the voter's pair limits; `also(conn)`, when given, runs in the
+        same transaction (checks.py stores the judge's verdicts with the pair that way)."""
         cols = ", ".join(_BATTLE_FIELDS)
         marks = ", ".join("?" for _ in _BATTLE_FIELDS)
         values = tuple(getattr(battle, f) for f in _BATTLE_FIELDS)
-        self._write(lambda c: c.execute(f"INSERT INTO battles ({cols}) VALUES ({marks})", values))
+
+        def txn(conn):
+            self._check_pair_rate(conn, battle.session, battle.created_at)
+            conn.execute(f"INSERT INTO battles ({cols}) VALUES ({marks})", values)
+            if also is not None:
+                also(conn)
+
+        self.write(txn)
         return battle
+
+    def check_pair_rate(self, session: str, now: float | None = None) -> None:
+        """RateLimited when the voter may not get another pair now (asked before generating)."""
+        self._check_pair_rate(self._conn(), session, time.time() if now is None else now)
+
+    def _check_pair_rate(self, conn, session: str, ts: float) -> None:
+        for limit, window, text in ((self.pairs_per_minute, 60.0, "per minute"),
+                                    (self.pairs_per_day, 86400.0, "per 24 hours")):
+            if limit and conn.execute("SELECT COUNT(*) FROM battles WHERE session = ? AND created_at > ?",
+                                      (session, ts - window)).fetchone()[0] >= limit:
+                raise RateLimited(f"too many new pairs: at most {limit} {text} per voter; "
+                                  "vote on the pair you have or wait a little")
 
     def get_battle(self, battle_id: str) -> Battle | None:
         if not isinstance(battle_id, str) or not _BATTLE_ID.match(battle_id):
@@ -346,7 +368,7 @@ class VoteStore:
             if row is None:
                 raise UnknownBattle(f"unknown pair id {battle_id!r}: ask for a new pair")
             if row["session"] != session:
-                raise WrongSession("this pair was shown to another session; ask for a new pair")
+                raise WrongSession("this pair was shown to another voter; ask for a new pair")
             if conn.execute("SELECT 1 FROM votes WHERE battle_id = ?", (battle_id,)).fetchone():
                 raise AlreadyVoted("this pair already has your vote (one vote per pair); ask for a new pair")
             if self.battle_max_age_s is not None and ts - row["created_at"] > self.battle_max_age_s:
@@ -375,20 +397,28 @@ class VoteStore:
             vote["id"] = cur.lastrowid
             return vote
 
-        return self._write(txn)
+        return self.write(txn)
 
     def _check_rate(self, conn, session: str, ts: float) -> None:
-        if self.votes_per_minute:
-            n = conn.execute("SELECT COUNT(*) FROM votes WHERE session = ? AND ts > ?",
-                             (session, ts - 60.0)).fetchone()[0]
-            if n >= self.votes_per_minute:
-                raise RateLimited(f"too many votes: at most {self.votes_per_minute} per minute; "
-                                  "please wait a little")
-        if self.votes_per_day:
-            n = conn.execute("SELECT COUNT(*) FROM votes WHERE session = ? AND ts > ?",
-                             (session, ts - 86400.0)).fetchone()[0]
-            if n >= self.votes_per_day:
-                raise RateLimited(f"daily limit reached: at most {self.votes_per_day} votes per 24 hours")
+        for limit, window, text in ((self.votes_per_minute, 60.0, "too many votes: at most {} per minute "
+                                     "per voter; please wait a little"),
+                                    (self.votes_per_day, 86400.0, "daily limit reached: at most {} votes "
+                                     "per 24 hours per voter")):
+            if limit and conn.execute("SELECT COUNT(*) FROM votes WHERE session = ? AND ts > ?",
+                                      (session, ts - window)).fetchone()[0] >= limit:
+                raise RateLimited(text.format(limit))
+
+    def read(self, sql: str, args: tuple = ()) -> list[dict]:
+        """Rows of one read-only query on this thread's connection."""
+        return [dict(r) for r in self._conn().execute(sql, args)]
+
+    def version(self, preset: str | None = None) -> tuple:
+        """Changes whenever a vote (of `preset`; None: any) or a voter's check is added: what the
+        Results cache and the CSV export compare before redoing their work."""
+        where, args = (" WHERE preset = ?", (preset,)) if preset else ("", ())
+        votes = self._conn().execute(f"SELECT COUNT(*), MAX(id) FROM votes{where}", args).fetchone()
+        checks = self._conn().execute("SELECT COUNT(*), MAX(ts) FROM checks WHERE source = 'human'").fetchone()
+        return tuple(votes) + tuple(checks)
 
     def get_vote(self, battle_id: str) -> dict | None:
         row = self._conn().execute("SELECT * FROM votes WHERE battle_id = ?", (battle_id,)).fetchone()
@@ -402,31 +432,17 @@ class VoteStore:
             rows = self._conn().execute("SELECT * FROM votes ORDER BY id")
         return [dict(r) for r in rows]
 
-    def vote_count(self, preset: str | None = None) -> int:
-        if preset:
-            return self._conn().execute("SELECT COUNT(*) FROM votes WHERE preset = ?", (preset,)).fetchone()[0]
-        return self._conn().execute("SELECT COUNT(*) FROM votes").fetchone()[0]
+    def vote_count(self, preset: str | None = None, session: str | None = None) -> int:
+        """Votes of one preset and/or one voter (None: all)."""
+        conds = [(c, a) for c, a in (("preset = ?", preset), ("session = ?", session)) if a]
+        where = (" WHERE " + " AND ".join(c for c, _ in conds)) if conds else ""
+        return self._conn().execute(f"SELECT COUNT(*) FROM votes{where}", tuple(a for _, a in conds)).fetchone()[0]
 
     def presets(self) -> list[str]:
         rows = self._conn().execute("SELECT DISTINCT preset FROM votes WHERE preset IS NOT NULL ORDER BY preset")
         return [r[0] for r in rows]
 
-    def export_csv(self, path: str | Path, preset: str | None = None) -> Path:
-        """All votes as CSV (one row per vote, the columns of the votes table)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_csv(path, self.votes(preset))
-        return path
-
-
-def write_csv(path: Path, rows: Iterable[dict]) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(VOTE_COLUMNS), extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow(row)
-
 
 __all__ = ["VoteStore", "Battle", "VoteError", "UnknownBattle", "AlreadyVoted", "WrongSession",
-           "BattleExpired", "RateLimited", "BadChoice", "CHOICES", "SIDES", "hash_session",
-           "new_battle_id", "check_choice", "write_csv", "VOTE_COLUMNS"]
+           "BattleExpired", "RateLimited", "BadChoice", "CHOICES", "SIDES", "new_battle_id", "check_choice",
+           "VOTE_COLUMNS", "SCHEMA_VERSION"]

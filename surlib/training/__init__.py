@@ -1,4 +1,4 @@
-"""Train a SUR-adapter on a frozen Stable Diffusion base with `accelerate`.
+"""Train a SUR-adapter on a frozen Stable Diffusion (1.x, 2.x or XL) base with `accelerate`.
 
     from surlib.training import TrainConfig, train
     history = train(TrainConfig(base="tiny", data="data/toy/train", max_steps=100))
@@ -21,12 +21,14 @@ Output folder::
 
 from .checkpoints import find_checkpoint
 from .config import TrainConfig, config_keys, load_yaml, make_config
-from .frozen import Frozen, encode_batch_text, encode_latent_params, encode_prompts, load_base, sample_latents
+from .frozen import (Frozen, TextBatch, encode_batch_text, encode_latent_params, encode_prompts, encode_prompts_sdxl,
+                     load_base, sample_latents)
 from .loop import AdapterWithTeacher, compute_losses, train
 from .row_cache import RowStore
 from .tracking import plot_history
 from .validation import validation_grid
 
 __all__ = ["TrainConfig", "make_config", "config_keys", "load_yaml", "train", "compute_losses", "Frozen",
-           "AdapterWithTeacher", "encode_prompts", "encode_latent_params", "encode_batch_text", "sample_latents",
-           "load_base", "RowStore", "plot_history", "validation_grid", "find_checkpoint"]
+           "TextBatch", "AdapterWithTeacher", "encode_prompts", "encode_prompts_sdxl", "encode_latent_params",
+           "encode_batch_text", "sample_latents", "load_base", "RowStore", "plot_history", "validation_grid",
+           "find_checkpoint"]

@@ -1,9 +1,10 @@
-"""The training loop: a SUR-adapter on a frozen Stable Diffusion base, with `accelerate`.
+"""The training loop: a SUR-adapter on a frozen Stable Diffusion (1.x, 2.x or XL) base, with `accelerate`.
 
-Only the adapter (with its LLM projection) trains; UNet, VAE and text encoder are frozen
-(`frozen.py`). Teacher vectors come from a row-indexed feature cache (`surlib.feature_cache`),
-kept encoder outputs from `row_cache.py`, losses.csv from `tracking.py`, checkpoints from
-`checkpoints.py`, the validation grid from `validation.py`.
+Only the adapter (with its LLM projection) trains; UNet, VAE and text encoder(s) are frozen
+(`frozen.py`, which also makes SDXL's extra UNet conditioning). Teacher vectors come from a
+row-indexed feature cache (`surlib.feature_cache`), kept encoder outputs from `row_cache.py`,
+losses.csv from `tracking.py`, checkpoints from `checkpoints.py`, the validation grid from
+`validation.py`.
 
 Exact resume: the sample order of epoch e is a function of (seed, e) and augmentation of
 (seed, epoch, index); noise, timesteps, VAE sampling and dropout use the global RNGs that
@@ -29,7 +30,7 @@ from ..surd import released_teacher_cache
 from ..teacher import teacher_settings
 from .checkpoints import find_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainConfig, make_config
-from .frozen import Frozen, encode_batch_text, encode_latent_params, load_base, sample_latents
+from .frozen import Frozen, TextBatch, encode_batch_text, encode_latent_params, load_base, sample_latents
 from .row_cache import KeptRows, row_file
 from .tracking import LOSS_TERMS, LossTracker, read_history
 from .validation import validation_grid
@@ -67,14 +68,18 @@ def compute_losses(module: nn.Module, frozen: Frozen, batch: dict, weights: Loss
     latents = sample_latents(frozen.vae, latent_params)
     if text is None:
         text = encode_batch_text(frozen, batch, with_complex=weights.quality > 0 or spell_fraction > 0)
-    simple, mask = text[0], text[1]
-    complex_embeds = text[2] if len(text) > 2 and (weights.quality or spell_fraction) else None
+    text = TextBatch(*text)
+    simple, mask, pooled = text.simple, text.mask, text.pooled
+    complex_embeds = text.complex if weights.quality or spell_fraction else None
     spell = torch.zeros(simple.shape[0], dtype=torch.bool, device=simple.device)
     if spell_fraction:
         if complex_embeds is None:
             raise ValueError("spell_fraction needs the complex prompts' embeddings (text with three parts)")
         spell = torch.rand(simple.shape[0], device=simple.device) < spell_fraction
         simple = torch.where(spell[:, None, None], complex_embeds.to(simple.dtype), simple)
+        if pooled is not None:  # SDXL: a spell row is the base's own task, pooled vector included
+            pooled = torch.where(spell[:, None], text.complex_pooled.to(pooled.dtype), pooled)
+    added = frozen.added_cond_kwargs(pooled, latents, batch.get("original_size"), batch.get("crop_top_left"))
     noise, timesteps = sample_noise_and_timesteps(latents, frozen.noise_scheduler.config.num_train_timesteps)
     use_llm = weights.llm > 0 and llm_features is not None and not bool(spell.all())
     embeds, hidden, projected = module(simple, llm_features if use_llm else None)
@@ -82,7 +87,7 @@ def compute_losses(module: nn.Module, frozen: Frozen, batch: dict, weights: Loss
     narrative = ~spell
     terms = {
         "noise": (noise_loss(frozen.unet, frozen.noise_scheduler, latents, embeds, noise, timesteps,
-                             snr_gamma=snr_gamma, official_detached=official_detached)
+                             snr_gamma=snr_gamma, official_detached=official_detached, added_cond_kwargs=added)
                   if weights.noise else zero),
         "llm": (llm_distill_loss(hidden[narrative], projected[narrative], mask[narrative], llm_temperature)
                 if use_llm else zero),

@@ -23,32 +23,38 @@ logger = logging.getLogger(__name__)
 
 class RowStore:
     """Per-row tensors from the frozen encoders, computed the first time a row is seen and kept
-    on the CPU. Only valid when a row's input never changes."""
+    on the CPU. Only valid when a row's input never changes. A part that is None (an SD base has
+    no pooled text vectors) stays None."""
 
     def __init__(self):
-        self.rows: dict[int, tuple[torch.Tensor, ...]] = {}
+        self.rows: dict[int, tuple[torch.Tensor | None, ...]] = {}
 
-    def get(self, index: list[int], compute, device) -> tuple[torch.Tensor, ...]:
+    def get(self, index: list[int], compute, device) -> tuple[torch.Tensor | None, ...]:
         if any(i not in self.rows for i in index):
-            fresh = [t.detach().cpu() for t in compute()]
+            fresh = [None if t is None else t.detach().cpu() for t in compute()]
             for j, i in enumerate(index):
-                self.rows[i] = tuple(t[j] for t in fresh)
-        width = len(self.rows[index[0]])
-        return tuple(torch.stack([self.rows[i][k] for i in index]).to(device) for k in range(width))
+                self.rows[i] = tuple(None if t is None else t[j] for t in fresh)
+        return tuple(None if part is None else part.to(device) for part in self._stack(index))
 
-    def stacked(self, n: int) -> tuple[torch.Tensor, ...] | None:
+    def stacked(self, n: int) -> tuple[torch.Tensor | None, ...] | None:
         """All rows 0..n-1 as stacked tensors, or None while some row has not been seen."""
         if any(i not in self.rows for i in range(n)):
             return None
-        return tuple(torch.stack([self.rows[i][k] for i in range(n)]) for k in range(len(self.rows[0])))
+        return self._stack(list(range(n)))
 
-    def fill(self, stacked: tuple[torch.Tensor, ...]) -> None:
-        self.rows = {i: tuple(t[i] for t in stacked) for i in range(len(stacked[0]))}
+    def fill(self, stacked: tuple[torch.Tensor | None, ...]) -> None:
+        n = len(next(t for t in stacked if t is not None))
+        self.rows = {i: tuple(None if t is None else t[i] for t in stacked) for i in range(n)}
+
+    def _stack(self, index: list[int]) -> tuple[torch.Tensor | None, ...]:
+        first = self.rows[index[0]]
+        return tuple(None if first[k] is None else torch.stack([self.rows[i][k] for i in index])
+                     for k in range(len(first)))
 
 
 def row_cache_key(ds, frozen, cfg) -> str:
     """Everything a kept row depends on: the rows (image files with size and mtime, both
-    prompts), the image transform, and the frozen VAE and text encoder weights. Runs that
+    prompts), the image transform, and the frozen VAE and text encoder(s) weights. Runs that
     differ only in losses, steps or adapter (ablations) share it."""
     files, prompts = getattr(ds, "_files", None), getattr(ds, "prompts", None)
     root = getattr(ds, "root", None)
@@ -59,7 +65,7 @@ def row_cache_key(ds, frozen, cfg) -> str:
     for name, text, prompt in zip(files, dataset_texts(ds), prompts):
         st = (Path(root) / name).stat()
         h.update(f"{name}|{st.st_size}|{st.st_mtime_ns}|{text}|{prompt}\n".encode())
-    for model in (frozen.vae, frozen.text_encoder):
+    for model in (frozen.vae, *frozen.text_encoders):
         for key, value in sorted(model.state_dict().items()):
             h.update(key.encode())
             h.update(value.detach().float().cpu().contiguous().numpy().tobytes())

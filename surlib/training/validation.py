@@ -27,12 +27,19 @@ def validation_grid(sd, adapter, prompts, seeds, steps: int, guidance: float, pa
 
     pipe = SURPipeline(sd, copy.deepcopy(adapter), name="validation")
     pipe.set_progress_bar_config(disable=True)
+    # An SDXL VAE kept in fp32 under fp16 training (`Frozen.from_pipeline`) is given the UNet's
+    # dtype meanwhile: the pipeline then decodes in fp32 itself (its `force_upcast` path).
+    vae_dtype = sd.vae.dtype
+    sd.vae.to(dtype=sd.unet.dtype)
     rows = []
-    for prompt in prompts:
-        for seed in seeds:
-            pair = pipe.generate_pair(prompt, seed=int(seed), steps=steps, guidance=guidance)
-            rows.append(_labelled(make_image_grid([pair.baseline, pair.adapter], rows=1, cols=2),
-                                  f"{prompt} (seed {seed})"))
+    try:
+        for prompt in prompts:
+            for seed in seeds:
+                pair = pipe.generate_pair(prompt, seed=int(seed), steps=steps, guidance=guidance)
+                rows.append(_labelled(make_image_grid([pair.baseline, pair.adapter], rows=1, cols=2),
+                                      f"{prompt} (seed {seed})"))
+    finally:
+        sd.vae.to(dtype=vae_dtype)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     make_image_grid(rows, rows=len(rows), cols=1).save(path)
     return path
