@@ -16,7 +16,8 @@ from .stats import MCNEMAR_CAVEAT, wide_frame
 VARIANT_COLORS = {"baseline": "#7f7f7f", "adapter": "#1f77b4"}
 
 
-def _plt():
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (servers and CI have no display)."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -25,8 +26,16 @@ def _plt():
     return plt
 
 
+def error_bars(y: np.ndarray, low: np.ndarray, high: np.ndarray) -> list[np.ndarray]:
+    """[below, above] distances of a CI for matplotlib's `yerr`: 0 where unknown, and clipped at
+    0, because a bound computed in floating point can land a hair past its value (2.8e-17 above
+    a 0% score) and matplotlib refuses negative error bars."""
+    return [np.clip(np.nan_to_num(y - low, nan=0.0), 0.0, None),
+            np.clip(np.nan_to_num(high - y, nan=0.0), 0.0, None)]
+
+
 def accuracy_figure(summary: dict, path: Path) -> None:
-    plt = _plt()
+    plt = pyplot()
     acc = pd.DataFrame(summary["accuracy"])
     cats = list(dict.fromkeys(acc["category"]))
     x = np.arange(len(cats))
@@ -35,11 +44,8 @@ def accuracy_figure(summary: dict, path: Path) -> None:
     for j, v in enumerate(VARIANTS):
         sub = acc[acc["variant"] == v].set_index("category").reindex(cats)
         y = sub["accuracy"].to_numpy(float)
-        # Clipped at 0: a CI bound computed in floating point can land a hair past the accuracy
-        # (2.8e-17 above a 0% score), and matplotlib refuses negative error bars.
-        lo = np.clip(np.nan_to_num(y - sub["ci_low"].to_numpy(float), nan=0.0), 0.0, None)
-        hi = np.clip(np.nan_to_num(sub["ci_high"].to_numpy(float) - y, nan=0.0), 0.0, None)
-        ax.bar(x + (j - 0.5) * w, y, w, yerr=[lo, hi], capsize=3, label=v, color=VARIANT_COLORS[v])
+        err = error_bars(y, sub["ci_low"].to_numpy(float), sub["ci_high"].to_numpy(float))
+        ax.bar(x + (j - 0.5) * w, y, w, yerr=err, capsize=3, label=v, color=VARIANT_COLORS[v])
     ax.set_xticks(x, cats)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("accuracy")
@@ -52,7 +58,7 @@ def accuracy_figure(summary: dict, path: Path) -> None:
 
 def quality_figure(df: pd.DataFrame, column: str, stats: dict, path: Path) -> None:
     """Histograms of a quality score per variant, and of the paired differences with the TOST margin."""
-    plt = _plt()
+    plt = pyplot()
     wide = wide_frame(df, column)
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.4))
     vals = [wide[v].dropna().to_numpy(float) for v in VARIANTS]

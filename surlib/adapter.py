@@ -49,6 +49,8 @@ class PromptAttention(nn.Module):
 
 def check_eta(eta) -> float:
     """`eta` as a float in [0, 1], or ValueError naming what was given."""
+    if isinstance(eta, bool):  # float(True) is 1.0: a flag is not a strength
+        raise ValueError(f"eta must be a number between 0 and 1, got {eta!r}")
     try:
         value = float(eta)
     except (TypeError, ValueError):

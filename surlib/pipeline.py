@@ -10,7 +10,6 @@ identical starting noise, so the comparison is fair and costs about one generati
 from __future__ import annotations
 
 import logging
-import math
 import re
 import threading
 import time
@@ -26,6 +25,7 @@ from .adapter import SURAdapter
 from .bases import load_base_pipeline, text_width, text_width_source
 from .conditioning import PromptConditioning, encode_conditioning
 from .devices import default_device, default_dtype
+from .inputs import check_number, check_unicode
 from .names import VARIANTS
 
 logger = logging.getLogger(__name__)
@@ -68,27 +68,13 @@ def validate_request(prompt, seed, steps, guidance, negative_prompt=None, max_pr
         raise ValueError("negative_prompt must be a string or None")
     if negative_prompt is not None and len(negative_prompt) > max_prompt_chars:
         raise ValueError(f"negative prompt is {len(negative_prompt)} characters; at most {max_prompt_chars}")
-    seed = _as_int("seed", seed, 0, MAX_SEED)
-    steps = _as_int("steps", steps, 1, MAX_STEPS)
-    try:
-        guidance = float(guidance)
-    except (TypeError, ValueError):
-        raise ValueError(f"guidance must be a number between 0 and {MAX_GUIDANCE}, got {guidance!r}") from None
-    if not math.isfinite(guidance) or not 0.0 <= guidance <= MAX_GUIDANCE:
-        raise ValueError(f"guidance must be a number between 0 and {MAX_GUIDANCE}, got {guidance!r}")
+    check_unicode("prompt", prompt)
+    if negative_prompt is not None:
+        check_unicode("negative prompt", negative_prompt)
+    seed = check_number("seed", seed, 0, MAX_SEED, integer=True)
+    steps = check_number("steps", steps, 1, MAX_STEPS, integer=True)
+    guidance = check_number("guidance", guidance, 0.0, MAX_GUIDANCE, integer=False)
     return prompt.strip(), seed, steps, guidance, (negative_prompt or None)
-
-
-def _as_int(name, value, lo, hi):
-    if isinstance(value, bool):
-        raise ValueError(f"{name} must be an integer between {lo} and {hi}, got {value!r}")
-    try:
-        as_float = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be an integer between {lo} and {hi}, got {value!r}") from None
-    if not math.isfinite(as_float) or as_float != int(as_float) or not lo <= as_float <= hi:
-        raise ValueError(f"{name} must be an integer between {lo} and {hi}, got {value!r}")
-    return int(as_float)
 
 
 class SURPipeline:

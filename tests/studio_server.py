@@ -38,6 +38,21 @@ class FakePipe:
         pass
 
 
+def add_pairs(studio, voter_key: str, n: int, adapter_side: str = "left") -> list[str]:
+    """Ids of `n` blind pairs owned by `voter_key`, written straight into the studio's store (no
+    generation), for tests that vote many times."""
+    from surlib.studio.votes import Battle, new_battle_id
+
+    ids = []
+    for _ in range(n):
+        left, right = ("tiny:sur-adapter", "tiny:baseline") if adapter_side == "left" else ("tiny:baseline", "tiny:sur-adapter")
+        b = Battle(battle_id=new_battle_id(), created_at=time.time(), session=voter_key, prompt="p", seed=1,
+                   left_system=left, right_system=right, adapter_side=adapter_side, preset="tiny")
+        studio.store.add_battle(b)
+        ids.append(b.battle_id)
+    return ids
+
+
 def write_suite(folder, rows):
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "toy.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))

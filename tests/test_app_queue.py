@@ -17,7 +17,9 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import httpx  # noqa: E402
 import pytest  # noqa: E402
-from studio_server import FakePipe, serve  # noqa: E402
+from studio_server import FakePipe, add_pairs, serve  # noqa: E402
+
+from surlib.studio.identity import voter_key  # noqa: E402
 
 QUEUE_MAX = 3
 
@@ -29,20 +31,6 @@ def busy(tmp_path_factory):
     yield studio, cfg, url.rstrip("/")
     demo.close()
     studio.store.close()
-
-
-def _pairs(studio, cfg, n):
-    from surlib.studio.identity import voter_key
-    from surlib.studio.votes import Battle, new_battle_id
-
-    key = voter_key("ip:127.0.0.1", cfg.salt())
-    out = []
-    for _ in range(n):
-        b = Battle(battle_id=new_battle_id(), created_at=time.time(), session=key, prompt="p", seed=1,
-                   left_system="tiny:baseline", right_system="tiny:sur-adapter", adapter_side="left", preset="tiny")
-        studio.store.add_battle(b)
-        out.append(b.battle_id)
-    return out
 
 
 def _page_vote_route(url, elem_id):
@@ -59,7 +47,7 @@ def test_votes_are_answered_while_the_generation_queue_is_full(busy):
     from gradio_client.utils import QueueError
 
     studio, cfg, url = busy
-    first, second, third = _pairs(studio, cfg, 3)
+    first, second, third = add_pairs(studio, voter_key("ip:127.0.0.1", cfg.salt()), 3)
     fn_index, trigger = _page_vote_route(url, "vote-left")
     client = Client(url + "/", verbose=False)
     refused, done = [], []

@@ -4,14 +4,13 @@ localhost: one trusting nobody, one trusting 127.0.0.1 as its proxy (so clients 
 addresses through X-Forwarded-For)."""
 
 import os
-import time
 from types import SimpleNamespace
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import pytest  # noqa: E402
-from studio_server import FakePipe, serve  # noqa: E402
+from studio_server import FakePipe, add_pairs, serve  # noqa: E402
 
 from surlib.studio.identity import (  # noqa: E402
     ProxyTrust, TrustError, VoterResolver, address_identity, voter_key)
@@ -136,21 +135,9 @@ def _refusal(client, *args, api_name):
     return None
 
 
-def _pairs_for(studio, key, n):
-    from surlib.studio.votes import Battle, new_battle_id
-
-    ids = []
-    for _ in range(n):
-        b = Battle(battle_id=new_battle_id(), created_at=time.time(), session=key, prompt="p", seed=1,
-                   left_system="tiny:baseline", right_system="tiny:sur-adapter", adapter_side="right", preset="tiny")
-        studio.store.add_battle(b)
-        ids.append(b.battle_id)
-    return ids
-
-
 def test_new_clients_and_rotated_session_hashes_are_the_same_voter(untrusted):
     key = voter_key("ip:127.0.0.1", SALT)
-    ids = _pairs_for(untrusted.studio, key, 5 + 12)
+    ids = add_pairs(untrusted.studio, key, 5 + 12, adapter_side="right")
     first = _client(untrusted.url)
     for bid in ids[:5]:
         assert first.predict(bid, "tie", api_name="/vote")["choice"] == "tie"

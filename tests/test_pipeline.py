@@ -227,6 +227,9 @@ def test_default_output_is_pil_and_timings_are_reported(sd1_pipe):
     (dict(seed=1.5), "seed"),
     (dict(seed=True), "seed"),
     (dict(seed=2**32), "seed"),
+    (dict(seed=10**400), "seed"),            # too large for float(): still a clear ValueError
+    (dict(guidance=10**400), "guidance"),
+    (dict(prompt="a \ud800 cat"), "prompt"),  # a lone surrogate, which no tokenizer accepts
     (dict(steps=0), "steps"),
     (dict(steps=501), "steps"),
     (dict(steps=float("inf")), "steps"),

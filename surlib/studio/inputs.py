@@ -1,74 +1,16 @@
-"""What a visitor sends, checked before anything runs: each refusal names the field, what was
-wrong and what is accepted (a `ValueError`, shown as the Gradio error).
-
-The REST API takes JSON, so anything JSON can carry arrives here: a missing field (None), text
-with a lone UTF-16 surrogate ("\\ud800", which no UTF-8 encoder, tokenizer or PNG writer
-accepts), an integer of hundreds of digits (which `float()` cannot hold), a preset filter that
-would otherwise become part of a file name.
+"""The Results filter a visitor sends, checked before it becomes part of a file name: a preset
+name of a few safe characters, or "all". (Text and numbers are checked by `surlib.inputs`, which
+`pipeline.validate_request` uses for every caller.)
 """
 
 from __future__ import annotations
 
-import math
 import re
+
+from ..inputs import check_text, shown
 
 PRESET_FILTER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 PRESET_RULE = 'a preset name (1–64 letters, digits, ".", "_" or "-", starting with a letter or digit) or "all"'
-
-
-def _shown(value, limit: int = 40) -> str:
-    """repr(value) cut to `limit` characters (repr escapes surrogates and control characters)."""
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + f"… ({len(str(value))} characters)"
-
-
-def check_text(name: str, value, max_chars: int | None = None, required: bool = True) -> str | None:
-    """`value` stripped; None when empty and not `required`. Refuses non-text, empty required
-    text, text over `max_chars` and text that is not valid Unicode (lone surrogates)."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        if required:
-            raise ValueError(f"{name} is missing or empty: send a non-empty text")
-        return None
-    if not isinstance(value, str):
-        raise ValueError(f"{name} must be text, got {type(value).__name__} {_shown(value)}")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as e:
-        bad = value[e.start]
-        raise ValueError(f"{name} is not valid Unicode: a lone surrogate U+{ord(bad):04X} at character "
-                         f"{e.start}; send UTF-8 text (surrogate pairs only as whole characters)") from None
-    text = value.strip()
-    if max_chars is not None and len(text) > max_chars:
-        raise ValueError(f"{name} is {len(text)} characters long; at most {max_chars} are accepted")
-    return text
-
-
-def check_number(name: str, value, lo: float, hi: float, integer: bool, where: str = "") -> int | float:
-    """`value` as an int (or float) in [lo, hi]; refuses booleans, text that is not a number,
-    NaN, infinities and numbers too large for a float, each naming the accepted range."""
-    kind, fmt = ("an integer", lambda x: str(int(x))) if integer else ("a number", lambda x: f"{x:g}")
-    accepted = f"{name} must be {kind} between {fmt(lo)} and {fmt(hi)}{where}"
-    if value is None or (isinstance(value, str) and not value.strip()):
-        raise ValueError(f"{name} is missing: {accepted[len(name) + 1:]}")
-    if isinstance(value, bool):
-        raise ValueError(f"{accepted}, got {value!r}")
-    if isinstance(value, int) and not lo <= value <= hi:  # exact, however many digits
-        digits = len(str(abs(value)))
-        shown = f"a {digits}-digit integer" if digits > 20 else str(value)
-        raise ValueError(f"{accepted}, got {shown}")
-    try:
-        as_float = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{accepted}, got {_shown(value)}") from None
-    except OverflowError:
-        raise ValueError(f"{accepted}, got a number too large to represent") from None
-    if not math.isfinite(as_float) or not lo <= as_float <= hi:
-        raise ValueError(f"{accepted}, got {_shown(value)}")
-    if integer:
-        if as_float != int(as_float):
-            raise ValueError(f"{accepted}, got {_shown(value)}")
-        return int(as_float)
-    return as_float
 
 
 def check_preset_filter(value) -> str | None:
@@ -77,12 +19,12 @@ def check_preset_filter(value) -> str | None:
     if value is None or (isinstance(value, str) and value.strip() in ("", "all")):
         return None
     if not isinstance(value, str):
-        raise ValueError(f"preset must be {PRESET_RULE}; got {type(value).__name__} {_shown(value)}")
+        raise ValueError(f"preset must be {PRESET_RULE}; got {type(value).__name__} {shown(value)}")
     text = check_text("preset", value)
     if not PRESET_FILTER.match(text):
-        got = f"a {len(text)}-character name" if len(text) > 64 else _shown(text)
+        got = f"a {len(text)}-character name" if len(text) > 64 else shown(text)
         raise ValueError(f"preset must be {PRESET_RULE}; got {got}")
     return text
 
 
-__all__ = ["check_text", "check_number", "check_preset_filter", "PRESET_FILTER", "PRESET_RULE"]
+__all__ = ["check_preset_filter", "PRESET_FILTER", "PRESET_RULE"]

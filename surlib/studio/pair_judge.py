@@ -15,10 +15,11 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
+from .checks import ATTRIBUTES
+
 log = logging.getLogger("surlib.app")
 
-ATTRIBUTES = ("count", "color", "action")
-TOY_PRESETS = ("toy",)
+TOY_PRESETS = ("toy",)  # the presets whose images the toy judge can read (also the Eval tab's Run button)
 
 
 class PairJudge:

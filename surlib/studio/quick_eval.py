@@ -25,11 +25,12 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from .pair_judge import TOY_PRESETS
+
 log = logging.getLogger("surlib.app")
 
 QUICK_DIR = "quick-eval"
 WORK_DIR = ".work"  # under the runs dir, one level deeper than runs/*/report.md, so never shown
-TOY_PRESETS = ("toy",)
 
 
 class QuickEval:

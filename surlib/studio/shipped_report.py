@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from eval.report import VARIANT_COLORS, error_bars, pyplot
+
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_DIR = ROOT / "assets" / "eval"
 REPORT_FILE = "report.md"
@@ -79,21 +81,12 @@ def load_shipped(folder: str | Path = SHIPPED_DIR) -> ShippedReport | None:
     return ShippedReport(folder / REPORT_FILE, text, summaries, when)
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _png(fig) -> "Image.Image":  # noqa: F821
     from PIL import Image
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
-    _plt().close(fig)
+    pyplot().close(fig)
     buf.seek(0)
     with Image.open(buf) as im:
         return im.convert("RGB")
@@ -105,9 +98,7 @@ def accuracy_figure(summaries: dict[str, dict]):
 
     from surlib.names import VARIANTS
 
-    from eval.report import VARIANT_COLORS
-
-    plt = _plt()
+    plt = pyplot()
     names = list(summaries)
     fig, axes = plt.subplots(1, len(names), figsize=(2.9 * len(names), 3.3), sharey=True, squeeze=False)
     for ax, name in zip(axes[0], names):
@@ -119,7 +110,7 @@ def accuracy_figure(summaries: dict[str, dict]):
             y = np.array([got[c]["accuracy"] if c in got else np.nan for c in cats], float)
             lo = np.array([got[c].get("ci_low") if c in got else np.nan for c in cats], float)
             hi = np.array([got[c].get("ci_high") if c in got else np.nan for c in cats], float)
-            err = [np.nan_to_num(y - lo), np.nan_to_num(hi - y)]
+            err = error_bars(y, lo, hi)
             ax.bar(x + (j - 0.5) * 0.38, y, 0.38, yerr=err, capsize=2, label=v, color=VARIANT_COLORS[v])
         ax.set_xticks(x, cats, fontsize=7)
         ax.set_ylim(0, 1.05)
@@ -134,7 +125,7 @@ def accuracy_figure(summaries: dict[str, dict]):
 def quality_figure(summaries: dict[str, dict]):
     """Each quality measure's mean paired difference (adapter − baseline) with its CI, against
     the equivalence margin fixed before the run: inside the band is what TOST calls equivalent."""
-    plt = _plt()
+    plt = pyplot()
     measures = list(dict.fromkeys(m for s in summaries.values() for m in s.get("quality", {})))
     names = list(summaries)
     fig, axes = plt.subplots(1, max(1, len(measures)), figsize=(4.4 * max(1, len(measures)), 2.9), squeeze=False)

@@ -27,7 +27,8 @@ from typing import Any, Callable
 from .checks import CheckStore, parse_checks
 from .export import CsvExport
 from .identity import Voter, VoterResolver
-from .inputs import check_number, check_preset_filter, check_text
+from ..inputs import check_number, check_text
+from .inputs import check_preset_filter
 from .markdown import md_escape
 from .pair_judge import PairJudge
 from .prompts import SuitePrompt, example_prompts, load_suites, vote_pool
@@ -144,7 +145,7 @@ class Studio:
     def check_request(self, prompt, seed, steps, guidance, negative_prompt=None):
         """This server's limits (inputs.py: the field, the problem, what is accepted), then
         validate_request; ValueError names the problem."""
-        from ..pipeline import MAX_GUIDANCE, MAX_SEED, validate_request
+        from ..pipeline import validate_request
 
         limit = self.config.max_prompt_chars
         if prompt is None or (isinstance(prompt, str) and not prompt.strip()):
@@ -155,9 +156,7 @@ class Studio:
         negative_prompt = check_text("negative prompt", negative_prompt, limit, required=False)
         if seed is None or (isinstance(seed, str) and not seed.strip()):
             raise ValueError("seed is empty: enter an integer or press the dice")
-        seed = check_number("seed", seed, 0, MAX_SEED, integer=True)
         steps = check_number("steps", steps, 1, self.config.max_steps, integer=True, where=" on this server")
-        guidance = check_number("guidance", guidance, 0.0, MAX_GUIDANCE, integer=False)
         return validate_request(prompt, seed, steps, guidance, negative_prompt, max_prompt_chars=limit)
 
     # .......................................................................... compare
@@ -165,8 +164,6 @@ class Studio:
         """The adapter strength of a request: None (the configured one) or a number in [0, 1]."""
         if eta is None or (isinstance(eta, str) and not eta.strip()):
             return None
-        if isinstance(eta, bool):
-            raise ValueError(f"eta must be a number between 0 and 1, got {eta!r}")
         from ..adapter import check_eta
 
         return check_eta(eta)
