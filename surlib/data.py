@@ -14,9 +14,10 @@ Augmentation (random crop, random flip) is drawn from a generator seeded by
 uninterrupted run would, with or without loader worker processes.
 
 A dataset for the trainer is any map-style ``torch.utils.data.Dataset`` whose items are
-``dict(pixel_values=(3, H, W) float in [-1, 1], text=str, prompt=str, index=int)`` with
-``index`` equal to the item's position; ``RowsDataset`` wraps in-memory or on-the-fly rows
-(e.g. the toy world's renders) into one.
+``dict(pixel_values=(3, H, W) float in [-1, 1], text=str, prompt=str, index=int)`` (plus
+``canonical=str`` for the trainer's `canonical_column`) with ``index`` equal to the item's
+position; ``RowsDataset`` wraps in-memory or on-the-fly rows (e.g. the toy world's renders)
+into one.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ logger = logging.getLogger(__name__)
 
 METADATA_NAMES = ("metadata.jsonl", "metadata.csv", "metadata.parquet")
 REASONS = ("missing_file_name", "missing_image", "unreadable_image", "empty_text", "empty_prompt",
-           "duplicate_file")
+           "empty_canonical", "duplicate_file")
 IMAGE_CHECKS = ("full", "header", "exists")
 _SEED_MOD = 2**63 - 1  # torch generator seeds are 64-bit
 
@@ -140,32 +141,38 @@ def _image_ok(path: Path, check: str) -> str | None:
 
 
 def clean_rows(frame: pd.DataFrame, root: Path, image_column: str = "file_name", text_column: str = "text",
-               prompt_column: str = "prompt", check_images: str = "full", num_threads: int = 4
-               ) -> tuple[pd.DataFrame, DataReport]:
-    """Drop unusable rows; returns the clean table (fresh 0..n-1 index) and the report."""
+               prompt_column: str = "prompt", check_images: str = "full", num_threads: int = 4,
+               canonical_column: str | None = None) -> tuple[pd.DataFrame, DataReport]:
+    """Drop unusable rows; returns the clean table (fresh 0..n-1 index) and the report.
+    `canonical_column` (optional): a column that must be non-empty too (the trainer's
+    `canonical_column`)."""
     if check_images not in IMAGE_CHECKS:
         raise ValueError(f"check_images must be one of {IMAGE_CHECKS}, got {check_images!r}")
-    missing_cols = [c for c in (image_column, text_column, prompt_column) if c not in frame.columns]
+    columns = (image_column, text_column, prompt_column) + ((canonical_column,) if canonical_column else ())
+    missing_cols = [c for c in columns if c not in frame.columns]
     if missing_cols:
         raise ValueError(
             f"metadata has no column(s) {missing_cols}; found {list(frame.columns)}. SURD rows are "
             f"{{\"file_name\", \"text\" (simple prompt), \"prompt\" (complex prompt)}}; other names can be "
-            "set with image_column / text_column / prompt_column"
+            "set with image_column / text_column / prompt_column / canonical_column"
         )
     frame = frame.copy()
-    for col in (image_column, text_column, prompt_column):
+    for col in columns:
         frame[col] = [_clean_str(v) for v in frame[col]]
+    canonicals = frame[canonical_column] if canonical_column else ["-"] * len(frame)
     reasons: list[str | None] = [None] * len(frame)
     seen: set[str] = set()
     to_check: list[int] = []
-    for i, (name, text, prompt) in enumerate(zip(frame[image_column], frame[text_column], frame[prompt_column])):
+    for i, (name, text, prompt, canonical) in enumerate(zip(frame[image_column], frame[text_column],
+                                                           frame[prompt_column], canonicals)):
         if not name:
             reasons[i] = "missing_file_name"
         elif name in seen:
             reasons[i] = "duplicate_file"
         else:
             seen.add(name)
-            reasons[i] = "empty_text" if not text else "empty_prompt" if not prompt else None
+            reasons[i] = ("empty_text" if not text else "empty_prompt" if not prompt
+                          else "empty_canonical" if not canonical else None)
             to_check.append(i)
     names = frame[image_column].tolist()
     with ThreadPoolExecutor(max_workers=max(1, num_threads)) as pool:
@@ -265,19 +272,26 @@ class _Augmented(Dataset):
     def _generator(self, index: int) -> torch.Generator:
         return torch.Generator().manual_seed(((self.seed * 1_000_003 + self.epoch) * 10_000_019 + index) % _SEED_MOD)
 
-    def _item(self, index: int, image, text: str, prompt: str) -> dict[str, Any]:
+    def _item(self, index: int, image, text: str, prompt: str, canonical: str | None = None) -> dict[str, Any]:
         done = self.transform.apply(image, self._generator(index))
-        return {"pixel_values": done.pixel_values, "text": text, "prompt": prompt, "index": index,
+        item = {"pixel_values": done.pixel_values, "text": text, "prompt": prompt, "index": index,
                 "original_size": done.original_size, "crop_top_left": done.crop_top_left}
+        if canonical is not None:
+            item["canonical"] = canonical
+        return item
 
 
 class SURDataset(_Augmented):
-    """SURD-format rows from a folder or metadata file, bad rows reported and dropped up front."""
+    """SURD-format rows from a folder or metadata file, bad rows reported and dropped up front.
+
+    `canonical_column`: an extra column whose text each item also carries as ``canonical`` (a
+    caption the base already renders right, e.g. the toy data's; the trainer's identity rows)."""
 
     def __init__(self, source: str | Path, resolution: int = 512, center_crop: bool = True,
                  random_flip: bool = False, image_column: str = "file_name", text_column: str = "text",
                  prompt_column: str = "prompt", image_root: str | Path | None = None,
-                 check_images: str = "full", split: str = "train", seed: int = 0, max_rows: int | None = None):
+                 check_images: str = "full", split: str = "train", seed: int = 0, max_rows: int | None = None,
+                 canonical_column: str | None = None):
         super().__init__(ImageTransform(resolution, center_crop, random_flip), seed)
         self.metadata_path = find_metadata(source, split)
         self.root = Path(image_root) if image_root else self.metadata_path.parent
@@ -285,13 +299,15 @@ class SURDataset(_Augmented):
         if max_rows is not None:
             frame = frame.iloc[: int(max_rows)]
         self.image_column, self.text_column, self.prompt_column = image_column, text_column, prompt_column
-        self.frame, self.report = clean_rows(frame, self.root, image_column, text_column, prompt_column, check_images)
+        self.frame, self.report = clean_rows(frame, self.root, image_column, text_column, prompt_column, check_images,
+                                             canonical_column=canonical_column)
         msg = f"{self.metadata_path}: {self.report.summary()}"
         (logger.warning if self.report.dropped else logger.info)(msg)
         if not len(self.frame):
             raise ValueError(f"{self.metadata_path}: no usable rows ({self.report.summary()})")
         self.texts: list[str] = self.frame[text_column].tolist()
         self.prompts: list[str] = self.frame[prompt_column].tolist()
+        self.canonicals: list[str] | None = self.frame[canonical_column].tolist() if canonical_column else None
         self._files: list[str] = self.frame[image_column].tolist()
 
     def __len__(self) -> int:
@@ -308,7 +324,8 @@ class SURDataset(_Augmented):
                 image = im.convert("RGB")
         except Exception as e:
             raise RuntimeError(f"image {path} became unreadable after the data check: {e}") from e
-        return self._item(index, image, self.texts[index], self.prompts[index])
+        canonical = self.canonicals[index] if self.canonicals is not None else None
+        return self._item(index, image, self.texts[index], self.prompts[index], canonical)
 
 
 class RowsDataset(_Augmented):
@@ -350,8 +367,9 @@ class RowsDataset(_Augmented):
 
 # --------------------------------------------------------------------------- loading helpers
 def collate(items: list[dict]) -> dict[str, Any]:
-    """Stack pixel values and indices; keep texts and prompts as lists. `original_size` and
-    `crop_top_left` (SDXL's size conditioning) become (B, 2) tensors when every item has them."""
+    """Stack pixel values and indices; keep texts and prompts (and canonical captions, when every
+    item has one) as lists. `original_size` and `crop_top_left` (SDXL's size conditioning) become
+    (B, 2) tensors when every item has them."""
     batch = {
         "pixel_values": torch.stack([it["pixel_values"] for it in items]).contiguous(),
         "text": [it["text"] for it in items],
@@ -361,6 +379,8 @@ def collate(items: list[dict]) -> dict[str, Any]:
     for key in ("original_size", "crop_top_left"):
         if all(key in it for it in items):
             batch[key] = torch.tensor([list(it[key]) for it in items], dtype=torch.long)
+    if all("canonical" in it for it in items):
+        batch["canonical"] = [it["canonical"] for it in items]
     return batch
 
 
@@ -394,46 +414,6 @@ def check_item(dataset: Dataset) -> None:
         raise ValueError(f"item 0 has index {item['index']}: `index` must be the item's position")
 
 
-class EpochSampler(torch.utils.data.Sampler[int]):
-    """Seeded per-epoch permutation, sharded across processes, able to start mid-epoch.
-
-    The order of epoch ``e`` depends only on ``(seed, e)``, so resuming at any batch gives the
-    same remaining order as an uninterrupted run. Each process takes every ``world``-th index.
-    """
-
-    def __init__(self, n: int, batch_size: int, seed: int = 0, world: int = 1, rank: int = 0, shuffle: bool = True):
-        self.n, self.batch_size, self.seed, self.world, self.rank, self.shuffle = n, batch_size, seed, world, rank, shuffle
-        self.per_rank = n // world
-        if self.per_rank == 0:
-            raise ValueError(f"{n} rows cannot be split across {world} processes")
-        self.drop_last = self.per_rank >= batch_size
-        self.epoch, self.start = 0, 0
-
-    @property
-    def batches_per_epoch(self) -> int:
-        return self.per_rank // self.batch_size if self.drop_last else 1
-
-    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
-        self.epoch, self.start = int(epoch), int(start_batch) * self.batch_size
-
-    def _order(self) -> list[int]:
-        if self.shuffle:
-            g = torch.Generator().manual_seed((self.seed * 7919 + self.epoch) % _SEED_MOD)
-            perm = torch.randperm(self.n, generator=g).tolist()
-        else:
-            perm = list(range(self.n))
-        mine = perm[self.rank::self.world][: self.per_rank]
-        if self.drop_last:
-            mine = mine[: self.batches_per_epoch * self.batch_size]
-        return mine
-
-    def __iter__(self):
-        return iter(self._order()[self.start:])
-
-    def __len__(self) -> int:
-        return len(self._order()) - self.start
-
-
 def synthetic_rows(n: int = 16, size: int = 64, seed: int = 0) -> list[tuple[np.ndarray, str, str]]:
     """Plumbing-only rows for smoke runs (train/configs/tiny.yaml): random-noise images with
     templated prompts. Nothing to learn from the pictures; real data is SURD or the toy world."""
@@ -460,5 +440,5 @@ def make_dataset(source: str | Path | Sequence | Dataset, **kwargs) -> Dataset:
     raise TypeError(f"cannot make a training dataset from {type(source).__name__}")
 
 
-__all__ = ["SURDataset", "RowsDataset", "synthetic_rows", "ImageTransform", "DataReport", "EpochSampler", "clean_rows",
+__all__ = ["SURDataset", "RowsDataset", "synthetic_rows", "ImageTransform", "DataReport", "clean_rows",
            "collate", "dataset_texts", "check_item", "find_metadata", "read_table", "make_dataset", "to_pil"]

@@ -12,7 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
-from surlib.data import EpochSampler, RowsDataset, SURDataset, check_item, collate, read_table
+from surlib.data import RowsDataset, SURDataset, check_item, collate, read_table
+from surlib.training.sampler import EpochSampler
 
 COLORS = ("red", "green", "blue", "yellow")
 
@@ -44,6 +45,24 @@ def test_imagefolder_items_and_extra_columns(tmp_path):
     batch = collate([ds[i] for i in range(4)])
     assert batch["pixel_values"].shape == (4, 3, 32, 32) and batch["index"].tolist() == [0, 1, 2, 3]
     assert ds.texts == [ds[i]["text"] for i in range(5)]
+
+
+def test_a_canonical_column_is_carried_by_items_and_batches_and_checked(tmp_path, caplog):
+    """The trainer's identity rows read a caption column next to text and prompt."""
+    root = make_surd_folder(tmp_path / "d", n=4)
+    rows = [json.loads(line) for line in (root / "metadata.jsonl").read_text().splitlines()]
+    for i, r in enumerate(rows):
+        r["canonical"] = "" if i == 2 else f"{r['count']} red robots standing"
+    (root / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    plain = SURDataset(root, resolution=32)
+    assert "canonical" not in plain[0] and "canonical" not in collate([plain[0], plain[1]]) and len(plain) == 4
+    ds = SURDataset(root, resolution=32, canonical_column="canonical")
+    assert len(ds) == 3 and ds.report.counts == {"empty_canonical": 1}  # the empty caption's row is dropped
+    assert ds.canonicals == ["1 red robots standing", "2 red robots standing", "1 red robots standing"]
+    assert ds[2]["canonical"] == "1 red robots standing" and ds[2]["text"] == "1 yellow robots standing"
+    assert collate([ds[0], ds[1]])["canonical"] == ["1 red robots standing", "2 red robots standing"]
+    with pytest.raises(ValueError, match=r"no column\(s\) \['plain'\].*canonical_column"):
+        SURDataset(root, resolution=32, canonical_column="plain")
 
 
 def test_csv_and_parquet_give_the_same_rows(tmp_path):

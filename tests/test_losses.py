@@ -10,7 +10,7 @@ from diffusers import DDPMScheduler, StableDiffusionPipeline
 
 from surlib import SURAdapter
 from surlib.losses import llm_distill_loss, min_snr_weights, noise_loss, quality_loss, sample_noise_and_timesteps
-from surlib.training import Frozen, encode_prompts
+from surlib.training import Frozen, TextBatch, encode_prompts
 
 
 class EchoUNet(torch.nn.Module):
@@ -244,3 +244,64 @@ def test_spell_rows_feed_the_spell_to_the_adapter_and_take_the_identity_term(fro
     assert none["identity"].item() == 0.0 and none["llm"].item() > 0
     with pytest.raises(ValueError, match="complex prompts"):
         compute_losses(module, frozen, batch, w, latent_params=params, text=(simple, mask), spell_fraction=0.5)
+
+
+def test_canonical_rows_feed_the_canonical_caption_and_share_one_draw_with_spell_rows(frozen):
+    """One uniform draw per row decides spell, canonical or narrative; a canonical row's adapter
+    input is its canonical caption, it takes the identity term and no LLM term."""
+    from surlib.losses import LossWeights
+    from surlib.training.loop import compute_losses
+
+    class Recorder(torch.nn.Module):  # an identity "adapter" that keeps what it was given
+        def forward(self, embeds, llm_features=None):
+            self.seen = embeds.clone()
+            return embeds, embeds, None if llm_features is None else embeds.mean(dim=1)
+
+    simple, mask = encode_prompts(frozen.tokenizer, frozen.text_encoder, ["two crimson androids", "a kitten",
+                                                                           "five violet men", "a trio of bots"])
+    spells, _ = encode_prompts(frozen.tokenizer, frozen.text_encoder, ["2 robots, red", "1 cat", "5 people", "3 robots"])
+    canon, _ = encode_prompts(frozen.tokenizer, frozen.text_encoder, ["two red robots", "one cat",
+                                                                       "five purple people", "three robots"])
+    text = TextBatch(simple, mask, spells, canonical=canon)
+    batch, params = {"pixel_values": torch.zeros(4, 3, 32, 32)}, torch.zeros(4, 8, 4, 4)
+    w = LossWeights(noise=1.0, llm=0.0, quality=0.0, identity=1.0)
+    module = Recorder()
+    kinds = []
+    for seed in range(12):
+        torch.manual_seed(seed)
+        terms = compute_losses(module, frozen, batch, w, latent_params=params, text=text,
+                               spell_fraction=0.3, canonical_fraction=0.4)
+        for i in range(4):  # every row is exactly one of the three
+            (kind,) = [k for k, x in (("spell", spells), ("canonical", canon), ("narrative", simple))
+                       if torch.equal(module.seen[i], x[i])]
+            kinds.append(kind)
+    assert all(kinds.count(k) >= 5 for k in ("spell", "canonical", "narrative")), kinds
+    torch.manual_seed(0)
+    compute_losses(module, frozen, batch, w, latent_params=params, text=text, spell_fraction=0.5,
+                   canonical_fraction=0.5)
+    assert all(torch.equal(module.seen[i], spells[i]) or torch.equal(module.seen[i], canon[i]) for i in range(4))
+    assert terms["identity"].item() == 0.0  # the recorder changes nothing: identity is exact
+    torch.manual_seed(0)
+    compute_losses(module, frozen, batch, w, latent_params=params, text=text, canonical_fraction=1.0)
+    assert torch.equal(module.seen, canon)
+    torch.manual_seed(0)
+    compute_losses(module, frozen, batch, w, latent_params=params, text=text, spell_fraction=0.0)
+    assert torch.equal(module.seen, simple)  # no draw without a fraction: narrative rows only
+    with pytest.raises(ValueError, match="no 'canonical' texts .*canonical_column"):
+        compute_losses(module, frozen, batch, w, latent_params=params, text=(simple, mask, spells),
+                       canonical_fraction=0.5)
+
+
+def test_a_fresh_adapter_on_canonical_rows_scores_eta_squared_and_no_llm_term(frozen):
+    from surlib.losses import LossWeights
+    from surlib.training.loop import AdapterWithTeacher, compute_losses
+
+    module = AdapterWithTeacher(SURAdapter(text_dim=32, llm_dim=16, num_heads=4, ff_dim=64, dropout=0.0, eta=0.1))
+    simple, mask = encode_prompts(frozen.tokenizer, frozen.text_encoder, ["two crimson androids", "a kitten"])
+    canon, _ = encode_prompts(frozen.tokenizer, frozen.text_encoder, ["two red robots", "one cat"])
+    terms = compute_losses(module, frozen, {"pixel_values": torch.zeros(2, 3, 32, 32)},
+                           LossWeights(noise=0.0, llm=1.0, quality=0.0, identity=1.0),
+                           llm_features=torch.randn(2, 16), latent_params=torch.zeros(2, 8, 4, 4),
+                           text=TextBatch(simple, mask, canonical=canon), canonical_fraction=1.0)
+    assert terms["identity"].item() == pytest.approx(0.01, rel=1e-4)
+    assert terms["llm"].item() == 0.0

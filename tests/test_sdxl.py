@@ -283,6 +283,18 @@ def test_losses_give_the_unet_the_rows_pooled_vectors_and_size_ids(sdxl_base, xl
     assert module.adapter.fc.weight.grad.abs().sum() > 0
     assert all(p.grad is None and not p.requires_grad for m in (frozen.unet, frozen.vae, *frozen.text_encoders)
                for p in m.parameters())
+    # canonical rows: the canonical caption's tokens go to the adapter and its pooled vector to the UNet
+    batch["canonical"] = [f"one plain picture of {t}" for t in batch["text"]]
+    canonical, _, canonical_pooled, _ = sd.encode_prompt(batch["canonical"], device="cpu",
+                                                         do_classifier_free_guidance=False)
+    text = encode_batch_text(frozen, batch)
+    assert torch.equal(text.canonical, canonical) and torch.equal(text.canonical_pooled, canonical_pooled)
+    seen = _spy_unet(monkeypatch, frozen.unet)
+    compute_losses(module, frozen, batch, LossWeights(1.0, 0.0, 0.0, 1.0), text=text, canonical_fraction=1.0)
+    monkeypatch.undo()
+    assert torch.equal(seen[0]["text_embeds"], canonical_pooled)
+    with torch.no_grad():
+        torch.testing.assert_close(seen[0]["states"], module.adapter(canonical).embeds)
 
 
 def test_training_on_the_sdxl_base_with_released_vectors(sdxl_base, xl_rows, tmp_path, monkeypatch, caplog):

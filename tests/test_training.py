@@ -137,9 +137,10 @@ def test_row_cache_is_shared_by_runs_on_the_same_data_and_base(cfg, tmp_path):
     assert len(files) == 1
     saved = torch.load(files[0], weights_only=True)
     assert saved["latents"][0].shape[0] == 6
-    simple, mask, complex_embeds, pooled, complex_pooled = saved["text"]  # the TextBatch fields
+    simple, mask, complex_embeds, pooled, complex_pooled, canonical, _ = saved["text"]  # the TextBatch fields
     assert simple.shape[0] == complex_embeds.shape[0] == 6  # complex prompt kept too
     assert pooled is None and complex_pooled is None  # an SD base has no pooled vectors
+    assert canonical is None  # the data has no canonical column
     stamp = files[0].stat().st_mtime_ns
     shared = train(cfg(output_dir=str(tmp_path / "second"), row_cache=str(rows), **kw))
     alone = train(cfg(output_dir=str(tmp_path / "alone"), **kw))
@@ -181,6 +182,42 @@ def test_config_errors_are_clear(tmp_path):
         make_config(TINY_YAML, lr=True)
     with pytest.raises(ValueError, match="'base' cannot be null"):
         make_config(TINY_YAML, base=None)
+    with pytest.raises(ValueError, match="canonical_fraction needs canonical_column"):
+        make_config(TINY_YAML, canonical_fraction=0.25)
+    with pytest.raises(ValueError, match=r"spell_fraction \+ canonical_fraction must be <= 1"):
+        make_config(TINY_YAML, canonical_column="canonical", spell_fraction=0.6, canonical_fraction=0.6)
+    with pytest.raises(ValueError, match="identity_weight applies to spell and canonical rows"):
+        make_config(TINY_YAML, identity_weight=1.0, spell_fraction=0.0)
+
+
+def test_canonical_rows_train_from_their_column_and_are_kept_with_the_rows(cfg, surd, tmp_path):
+    """canonical_column: the folder's captions are encoded, kept in the row file (whose key they
+    change) and trained on; a column the data lacks, or a dataset without them, is refused."""
+    import json
+
+    root = tmp_path / "canon"
+    root.mkdir()
+    rows = [json.loads(line) for line in (Path(surd) / "metadata.jsonl").read_text().splitlines()][:6]
+    for r in rows:
+        (root / r["file_name"]).write_bytes((Path(surd) / r["file_name"]).read_bytes())
+        r["canonical"] = r["text"].replace("robots", "red robots")
+    (root / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    kw = dict(data=str(root), batch_size=3, max_steps=2, checkpoint_every=0, cache_latents=True, cache_text=True,
+              feature_cache=str(tmp_path / "features"), identity_weight=1.0)
+    plain = train(cfg(output_dir=str(tmp_path / "plain"), row_cache=str(tmp_path / "rows"), spell_fraction=0.5, **kw))
+    canon = train(cfg(output_dir=str(tmp_path / "with"), row_cache=str(tmp_path / "rows"), spell_fraction=0.25,
+                      canonical_column="canonical", canonical_fraction=0.75, **kw))
+    files = sorted((tmp_path / "rows").glob("rows-*.pt"), key=lambda f: f.stat().st_mtime_ns)
+    assert len(files) == 2  # the canonical captions are part of the key
+    kept = torch.load(files[1], weights_only=True)["text"]
+    assert kept[5].shape == kept[0].shape and not torch.equal(kept[5], kept[0])  # canonical != simple
+    assert all(r["identity"] > 0 for r in canon) and plain[0]["noise"] != canon[0]["noise"]
+    with pytest.raises(ValueError, match=r"no column\(s\) \['kanon'\]"):
+        train(cfg(output_dir=str(tmp_path / "x"), canonical_column="kanon", canonical_fraction=0.5, **kw))
+    with pytest.raises(ValueError, match="items have no 'canonical' key"):
+        train(cfg(output_dir=str(tmp_path / "y"), canonical_column="canonical", canonical_fraction=0.5,
+                  **{**kw, "data": None}), dataset=RowsDataset([(np.zeros((32, 32, 3), np.uint8), "a", "b")] * 3,
+                                                               resolution=32))
 
 
 def test_latest_checkpoint_and_pruning_skip_unfinished_folders(tmp_path):

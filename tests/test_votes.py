@@ -264,6 +264,38 @@ def test_export_is_one_file_rewritten_only_when_votes_change(store, tmp_path):
     assert [p.name for p in export.folder.iterdir()] == ["sur-votes-m.csv"]
 
 
+def test_a_slow_results_call_cannot_write_its_older_csv_over_a_newer_one(store, tmp_path):
+    """Two Results calls: the first has read the votes, a vote comes in, the second starts; the
+    CSV left on disk has the new vote (the calls take turns, the later one reads after it)."""
+    from surlib.studio.tally import Tally
+
+    tally = Tally(store, CheckStore(store), CsvExport(store.path, root=tmp_path / "exports"))
+    store.record_vote(store.add_battle(_battle()).battle_id, "left", "s1")
+    read, release = threading.Event(), threading.Event()
+    real_votes = store.votes
+
+    def slow_votes(preset=None):
+        rows = real_votes(preset)
+        if threading.current_thread().name == "slow":
+            read.set()
+            release.wait(10)
+        return rows
+
+    store.votes = slow_votes
+    slow = threading.Thread(target=tally.summary, args=(None,), name="slow")
+    slow.start()
+    assert read.wait(10)
+    late = store.add_battle(_battle())
+    store.record_vote(late.battle_id, "right", "s1")
+    fresh = threading.Thread(target=tally.summary, args=(None,), name="fresh")
+    fresh.start()
+    time.sleep(0.3)  # without the turn-taking the fresh call writes now, and the slow one after it
+    release.set()
+    slow.join(10), fresh.join(10)
+    rows = list(csv.DictReader(open(tally.export.path(None), newline="")))
+    assert [r["battle_id"] for r in rows][-1] == late.battle_id and len(rows) == 2
+
+
 # ----------------------------------------------------------------------------- per-image checks
 def test_checks_only_by_the_voter_after_the_vote_once(store):
     checks = CheckStore(store)

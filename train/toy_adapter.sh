@@ -11,7 +11,7 @@
 #
 # Variants (same config, steps and data; only the losses differ):
 #   full            the method as shipped (train/configs/toy.yaml): noise + LLM distillation +
-#                   quality losses, plus spell rows with the identity term (do no harm)
+#                   quality losses, plus spell and canonical rows with the identity term (do no harm)
 #   no-llm          llm_weight 0
 #   no-quality      quality_weight 0
 #   official-detached  the official code's defect: the noise loss does not reach the adapter
@@ -26,7 +26,7 @@ VARIANTS=${VARIANTS:-"full no-llm no-quality official-detached"}
 SUITES=${SUITES:-"toy toy_heldout toy_spells toy_canonical"}
 RUNS=${RUNS:-runs/toy-adapter}
 
-[ -f data/toy/train/metadata.jsonl ] || $PY -m train.make_toy_data --split train --n 20000 --seed 0 --out data/toy/train
+grep -q '"canonical"' data/toy/train/metadata.jsonl 2>/dev/null || $PY -m train.make_toy_data --split train --n 20000 --seed 0 --out data/toy/train
 
 flags() {
   case "$1" in

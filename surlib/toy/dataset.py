@@ -4,11 +4,14 @@ On disk (``export_imagefolder``): an HF "imagefolder" like the SURD release - a 
 ``<id>.png`` files plus ``metadata.jsonl`` with one row per image::
 
     {"file_name": "000000.png", "text": <simple prompt>, "prompt": <complex prompt>,
-     "count": 3, "color": "red", "kind": "robot", "action": "jumping",
+     "canonical": <canonical caption>, "count": 3, "color": "red", "kind": "robot", "action": "jumping",
      "background": "white", "split": "train", "seed": 123456789}
 
-``text`` / ``prompt`` are the SURD keys (simple caption / keyword spell); the rest are the
-ground truth. The adapter trainer reads it with ``surlib.data`` and
+``text`` / ``prompt`` are the SURD keys (simple caption / keyword spell). ``canonical`` is the
+scene in a training frame with the first synonym of every table ("three red robots jumping
+against a white wall"): a narrative the base already renders right, which the trainer's
+``canonical_column`` uses as an identity row (do no harm on well-formed sentences). The rest
+are the ground truth. The adapter trainer reads it with ``surlib.data`` and
 ``datasets.load_dataset("imagefolder", data_dir=...)`` loads it too, so the toy world has no
 reader of its own.
 
@@ -34,7 +37,7 @@ from .scene import Scene, scenes, split_of
 __all__ = ["ToyRow", "sample_scenes", "sample_rows", "rows_to_images", "export_imagefolder",
            "METADATA_KEYS"]
 
-METADATA_KEYS = ("file_name", "text", "prompt", "count", "color", "kind", "action",
+METADATA_KEYS = ("file_name", "text", "prompt", "canonical", "count", "color", "kind", "action",
                  "background", "split", "seed")
 """Keys of every metadata.jsonl row, in order."""
 
@@ -43,19 +46,20 @@ _SEED_HIGH = 2 ** 31 - 1
 
 @dataclass(frozen=True)
 class ToyRow:
-    """One sample: a scene, its render seed, and its two prompts."""
+    """One sample: a scene, its render seed, its two prompts and its canonical caption."""
 
     scene: Scene
     seed: int
     simple: str
     complex: str
+    canonical: str = ""
 
     @property
     def split(self) -> str:
         return split_of(self.scene)
 
     def to_metadata(self, file_name: str) -> dict:
-        d = {"file_name": file_name, "text": self.simple, "prompt": self.complex}
+        d = {"file_name": file_name, "text": self.simple, "prompt": self.complex, "canonical": self.canonical}
         d.update(self.scene.to_dict())
         d["split"] = self.split
         d["seed"] = int(self.seed)
@@ -77,19 +81,22 @@ def sample_rows(split: str | None, n: int, seed: int = 0, *,
     with a random render seed and randomly phrased prompts. Deterministic in the arguments.
 
     ``pool`` overrides the scene set; ``canonical=True`` uses the canonical prompt of each
-    language instead of a sampled phrasing."""
+    language instead of a sampled phrasing. Every row's ``canonical`` caption takes its training
+    frame from a second generator, so adding it left the other columns as they were drawn."""
     if n < 0:
         raise ValueError("n must be >= 0")
     pool = list(pool) if pool is not None else scenes(split)
     if not pool:
         raise ValueError(f"no scenes in split {split!r}")
     rng = np.random.default_rng([int(seed), 0x70F])
+    frames = np.random.default_rng([int(seed), 0xCA7])
     rows = []
     for sc, s in zip(*sample_scenes(pool, n, rng)):
+        caption = simple_prompt(sc, frames, canonical=True)
         if canonical:
-            rows.append(ToyRow(sc, int(s), simple_prompt(sc), complex_prompt(sc)))
+            rows.append(ToyRow(sc, int(s), simple_prompt(sc), complex_prompt(sc), caption))
         else:
-            rows.append(ToyRow(sc, int(s), simple_prompt(sc, rng), complex_prompt(sc, rng)))
+            rows.append(ToyRow(sc, int(s), simple_prompt(sc, rng), complex_prompt(sc, rng), caption))
     return rows
 
 

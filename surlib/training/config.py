@@ -47,6 +47,7 @@ class TrainConfig:
     image_column: str = "file_name"
     text_column: str = "text"
     prompt_column: str = "prompt"
+    canonical_column: str | None = None   # extra column of captions the base already renders right (identity rows)
     resolution: int = 512
     center_crop: bool = True
     random_flip: bool = False
@@ -76,7 +77,8 @@ class TrainConfig:
     snr_gamma: float | None = None
     official_detached: bool = False       # ablation only: reproduce the official detached conditioning
     spell_fraction: float = 0.0           # share of rows whose adapter input is the spell (complex prompt)
-    identity_weight: float = 0.0          # on those rows: keep the adapter's output near its input
+    canonical_fraction: float = 0.0       # share of rows whose adapter input is the canonical_column caption
+    identity_weight: float = 0.0          # on both kinds of rows: keep the adapter's output near its input
     # optimisation
     max_steps: int = 5000                 # optimizer steps
     batch_size: int = 1                   # per process
@@ -140,8 +142,13 @@ class TrainConfig:
             (min(self.noise_weight, self.llm_weight, self.quality_weight, self.identity_weight) >= 0,
              "loss weights must be >= 0"),
             (0.0 <= self.spell_fraction <= 1.0, "spell_fraction must be in [0, 1]"),
-            (self.identity_weight == 0 or self.spell_fraction > 0,
-             "identity_weight applies to spell rows: set spell_fraction > 0"),
+            (0.0 <= self.canonical_fraction <= 1.0, "canonical_fraction must be in [0, 1]"),
+            (self.spell_fraction + self.canonical_fraction <= 1.0,
+             "spell_fraction + canonical_fraction must be <= 1 (they are shares of the same rows)"),
+            (self.canonical_fraction == 0 or bool(self.canonical_column),
+             "canonical_fraction needs canonical_column: the data column holding the canonical captions"),
+            (self.identity_weight == 0 or self.spell_fraction + self.canonical_fraction > 0,
+             "identity_weight applies to spell and canonical rows: set spell_fraction or canonical_fraction > 0"),
             (self.noise_weight + self.llm_weight + self.quality_weight > 0, "all loss weights are 0"),
             (not (self.official_detached and self.llm_weight == 0 and self.quality_weight == 0),
              "official_detached with llm_weight=0 and quality_weight=0: nothing would train the adapter"),

@@ -40,8 +40,9 @@ def load_base(base: str):
 
 class TextBatch(NamedTuple):
     """A batch's prompts through the frozen text encoder(s): the simple prompts' token embeddings
-    and token mask, the complex prompts' token embeddings (None when not needed), and for SDXL
-    both prompts' pooled vectors (None for SD 1.x / 2.x). A plain tuple in this order works too
+    and token mask, the complex prompts' token embeddings (None when not needed), for SDXL
+    both prompts' pooled vectors (None for SD 1.x / 2.x), and the same two for the canonical
+    captions when the batch has them (`canonical_column`). A plain tuple in this order works too
     (the kept-rows store holds tuples)."""
 
     simple: torch.Tensor
@@ -49,6 +50,8 @@ class TextBatch(NamedTuple):
     complex: torch.Tensor | None = None
     pooled: torch.Tensor | None = None
     complex_pooled: torch.Tensor | None = None
+    canonical: torch.Tensor | None = None
+    canonical_pooled: torch.Tensor | None = None
 
 
 @dataclass
@@ -160,17 +163,21 @@ def encode_prompts_sdxl(sd, prompts: list[str]) -> tuple[torch.Tensor, torch.Ten
 
 
 def encode_batch_text(frozen: Frozen, batch: dict, with_complex: bool = True) -> TextBatch:
-    """A batch's simple prompts (and complex ones, `with_complex`) through the frozen encoder(s)."""
+    """A batch's simple prompts (and complex ones, `with_complex`; canonical captions whenever the
+    batch has them) through the frozen encoder(s)."""
+    def encode(prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if frozen.sdxl is not None:
+            embeds, _, pooled = encode_prompts_sdxl(frozen.sdxl, prompts)
+            return embeds, pooled
+        return encode_prompts(frozen.tokenizer, frozen.text_encoder, prompts)[0], None
+
     if frozen.sdxl is not None:
         simple, mask, pooled = encode_prompts_sdxl(frozen.sdxl, batch["text"])
-        if not with_complex:
-            return TextBatch(simple, mask, pooled=pooled)
-        complex_embeds, _, complex_pooled = encode_prompts_sdxl(frozen.sdxl, batch["prompt"])
-        return TextBatch(simple, mask, complex_embeds, pooled, complex_pooled)
-    simple, mask = encode_prompts(frozen.tokenizer, frozen.text_encoder, batch["text"])
-    if not with_complex:
-        return TextBatch(simple, mask)
-    return TextBatch(simple, mask, encode_prompts(frozen.tokenizer, frozen.text_encoder, batch["prompt"])[0])
+    else:
+        (simple, mask), pooled = encode_prompts(frozen.tokenizer, frozen.text_encoder, batch["text"]), None
+    complex_embeds, complex_pooled = encode(batch["prompt"]) if with_complex else (None, None)
+    canonical, canonical_pooled = encode(batch["canonical"]) if "canonical" in batch else (None, None)
+    return TextBatch(simple, mask, complex_embeds, pooled, complex_pooled, canonical, canonical_pooled)
 
 
 __all__ = ["load_base", "Frozen", "TextBatch", "encode_prompts", "encode_prompts_sdxl", "encode_latent_params",

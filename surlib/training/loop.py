@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ..adapter import SURAdapter
-from ..data import EpochSampler, check_item, collate, dataset_texts, make_dataset
+from ..data import check_item, collate, dataset_texts, make_dataset
 from ..feature_cache import dataset_fingerprint, ensure_feature_cache
 from ..losses import (LossWeights, identity_loss, llm_distill_loss, noise_loss, quality_loss,
                       sample_noise_and_timesteps)
@@ -32,6 +32,7 @@ from .checkpoints import find_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainConfig, make_config
 from .frozen import Frozen, TextBatch, encode_batch_text, encode_latent_params, load_base, sample_latents
 from .row_cache import KeptRows, row_file
+from .sampler import EpochSampler
 from .tracking import LOSS_TERMS, LossTracker, read_history
 from .validation import validation_grid
 
@@ -55,14 +56,17 @@ def compute_losses(module: nn.Module, frozen: Frozen, batch: dict, weights: Loss
                    llm_features: torch.Tensor | None = None, latent_params: torch.Tensor | None = None,
                    text: tuple[torch.Tensor, ...] | None = None, snr_gamma: float | None = None,
                    official_detached: bool = False, llm_temperature: float = 1.0,
-                   quality_temperature: float = 1.0, spell_fraction: float = 0.0) -> dict[str, torch.Tensor]:
+                   quality_temperature: float = 1.0, spell_fraction: float = 0.0,
+                   canonical_fraction: float = 0.0) -> dict[str, torch.Tensor]:
     """One micro-batch: the loss terms and their weighted total (a graph into `module`).
 
     `latent_params` (VAE posteriors) and `text` (`encode_batch_text`) may come precomputed.
-    `spell_fraction`: each row's adapter input is, with this probability (global RNG), its spell
-    instead of its simple prompt, with the same image. Those rows teach the adapter to leave a
-    prompt that already works alone: their noise loss is the base's own task, their identity term
-    keeps the output near the input, and they take no LLM term (the teacher saw the simple prompt)."""
+    Identity rows teach the adapter to leave a prompt that already works alone. One uniform draw
+    per row (global RNG) makes a row, with probability `spell_fraction`, a spell row (its adapter
+    input is its spell instead of its simple prompt) and with probability `canonical_fraction` a
+    canonical row (its canonical caption: a narrative in words the base knows), with the same
+    image either way. Their noise loss is the base's own task, their identity term keeps the
+    output near the input, and they take no LLM term (the teacher saw the simple prompt)."""
     if latent_params is None:
         latent_params = encode_latent_params(frozen.vae, batch["pixel_values"])
     latents = sample_latents(frozen.vae, latent_params)
@@ -72,19 +76,30 @@ def compute_losses(module: nn.Module, frozen: Frozen, batch: dict, weights: Loss
     simple, mask, pooled = text.simple, text.mask, text.pooled
     complex_embeds = text.complex if weights.quality or spell_fraction else None
     spell = torch.zeros(simple.shape[0], dtype=torch.bool, device=simple.device)
-    if spell_fraction:
-        if complex_embeds is None:
-            raise ValueError("spell_fraction needs the complex prompts' embeddings (text with three parts)")
-        spell = torch.rand(simple.shape[0], device=simple.device) < spell_fraction
-        simple = torch.where(spell[:, None, None], complex_embeds.to(simple.dtype), simple)
-        if pooled is not None:  # SDXL: a spell row is the base's own task, pooled vector included
-            pooled = torch.where(spell[:, None], text.complex_pooled.to(pooled.dtype), pooled)
+    canonical = spell.clone()
+    if spell_fraction and complex_embeds is None:
+        raise ValueError("spell_fraction needs the complex prompts' embeddings (text with three parts)")
+    if canonical_fraction and text.canonical is None:
+        raise ValueError("canonical_fraction needs the canonical captions' embeddings: the batch has no "
+                         "'canonical' texts (set canonical_column to the data column that holds them)")
+    if spell_fraction or canonical_fraction:
+        draw = torch.rand(simple.shape[0], device=simple.device)
+        spell = draw < spell_fraction
+        canonical = (draw >= spell_fraction) & (draw < spell_fraction + canonical_fraction)
+    # SDXL: an identity row is the base's own task, pooled vector included
+    for rows, embeds_, pooled_ in ((spell, complex_embeds, text.complex_pooled),
+                                   (canonical, text.canonical, text.canonical_pooled)):
+        if rows.any():
+            simple = torch.where(rows[:, None, None], embeds_.to(simple.dtype), simple)
+            if pooled is not None:
+                pooled = torch.where(rows[:, None], pooled_.to(pooled.dtype), pooled)
+    identity = spell | canonical
     added = frozen.added_cond_kwargs(pooled, latents, batch.get("original_size"), batch.get("crop_top_left"))
     noise, timesteps = sample_noise_and_timesteps(latents, frozen.noise_scheduler.config.num_train_timesteps)
-    use_llm = weights.llm > 0 and llm_features is not None and not bool(spell.all())
+    use_llm = weights.llm > 0 and llm_features is not None and not bool(identity.all())
     embeds, hidden, projected = module(simple, llm_features if use_llm else None)
     zero = embeds.new_zeros((), dtype=torch.float32)
-    narrative = ~spell
+    narrative = ~identity
     terms = {
         "noise": (noise_loss(frozen.unet, frozen.noise_scheduler, latents, embeds, noise, timesteps,
                              snr_gamma=snr_gamma, official_detached=official_detached, added_cond_kwargs=added)
@@ -92,7 +107,8 @@ def compute_losses(module: nn.Module, frozen: Frozen, batch: dict, weights: Loss
         "llm": (llm_distill_loss(hidden[narrative], projected[narrative], mask[narrative], llm_temperature)
                 if use_llm else zero),
         "quality": quality_loss(embeds, complex_embeds, quality_temperature) if weights.quality else zero,
-        "identity": (identity_loss(embeds[spell], simple[spell]) if weights.identity and spell.any() else zero),
+        "identity": (identity_loss(embeds[identity], simple[identity])
+                     if weights.identity and identity.any() else zero),
     }
     terms["total"] = (weights.noise * terms["noise"] + weights.llm * terms["llm"]
                       + weights.quality * terms["quality"] + weights.identity * terms["identity"])
@@ -113,6 +129,7 @@ def _build_dataset(cfg: TrainConfig, dataset):
         return make_dataset(cfg.data, resolution=cfg.resolution, center_crop=cfg.center_crop,
                             random_flip=cfg.random_flip, image_column=cfg.image_column,
                             text_column=cfg.text_column, prompt_column=cfg.prompt_column,
+                            canonical_column=cfg.canonical_column,
                             check_images=cfg.check_images, seed=cfg.seed, max_rows=cfg.max_rows)
     return make_dataset(dataset, resolution=cfg.resolution, center_crop=cfg.center_crop,
                         random_flip=cfg.random_flip, seed=cfg.seed)
@@ -172,6 +189,9 @@ def train(config: TrainConfig | dict | str | Path | None = None, /, dataset=None
     with accelerator.main_process_first():
         ds = _build_dataset(cfg, dataset)
         check_item(ds)
+        if cfg.canonical_column and "canonical" not in ds[0]:
+            raise ValueError(f"canonical_column is {cfg.canonical_column!r} but the dataset's items have no "
+                             "'canonical' key (a folder's metadata column is read; a dataset passed in must add it)")
         texts = dataset_texts(ds)
         if len(texts) != len(ds):
             raise ValueError(f"dataset has {len(ds)} items but {len(texts)} texts")
@@ -282,7 +302,8 @@ def train(config: TrainConfig | dict | str | Path | None = None, /, dataset=None
                         module, frozen, batch, weights, llm_features=llm, latent_params=params_lat, text=text,
                         snr_gamma=cfg.snr_gamma,
                         official_detached=cfg.official_detached, llm_temperature=cfg.llm_temperature,
-                        quality_temperature=cfg.quality_temperature, spell_fraction=cfg.spell_fraction)
+                        quality_temperature=cfg.quality_temperature, spell_fraction=cfg.spell_fraction,
+                        canonical_fraction=cfg.canonical_fraction)
                 accelerator.backward(terms["total"])
                 lr = optimizer.param_groups[0]["lr"]
                 if accelerator.sync_gradients and cfg.max_grad_norm:

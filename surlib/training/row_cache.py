@@ -54,7 +54,7 @@ class RowStore:
 
 def row_cache_key(ds, frozen, cfg) -> str:
     """Everything a kept row depends on: the rows (image files with size and mtime, both
-    prompts), the image transform, and the frozen VAE and text encoder(s) weights. Runs that
+    prompts, the canonical caption when the data has one), the image transform, and the frozen VAE and text encoder(s) weights. Runs that
     differ only in losses, steps or adapter (ablations) share it."""
     files, prompts = getattr(ds, "_files", None), getattr(ds, "prompts", None)
     root = getattr(ds, "root", None)
@@ -62,9 +62,11 @@ def row_cache_key(ds, frozen, cfg) -> str:
         raise ValueError("row_cache needs a SURD folder or metadata file as `data` (its files identify "
                          "the rows); rows made on the fly cannot be fingerprinted")
     h = hashlib.sha256(f"{cfg.resolution}|{cfg.center_crop}|{cfg.random_flip}".encode())
-    for name, text, prompt in zip(files, dataset_texts(ds), prompts):
+    canonicals = getattr(ds, "canonicals", None) or [None] * len(files)
+    for name, text, prompt, canonical in zip(files, dataset_texts(ds), prompts, canonicals):
         st = (Path(root) / name).stat()
-        h.update(f"{name}|{st.st_size}|{st.st_mtime_ns}|{text}|{prompt}\n".encode())
+        tail = "" if canonical is None else f"|{canonical}"
+        h.update(f"{name}|{st.st_size}|{st.st_mtime_ns}|{text}|{prompt}{tail}\n".encode())
     for model in (frozen.vae, *frozen.text_encoders):
         for key, value in sorted(model.state_dict().items()):
             h.update(key.encode())
