@@ -393,8 +393,9 @@ def dataset_texts(dataset: Dataset) -> list[str]:
     return [str(dataset[i]["text"]) for i in range(len(dataset))]
 
 
-def check_item(dataset: Dataset) -> None:
-    """Refuse a dataset whose items do not follow the trainer's contract (checked on item 0)."""
+def check_item(dataset: Dataset, canonical_column: str | None = None) -> None:
+    """Refuse a dataset whose items do not follow the trainer's contract (checked on item 0);
+    with `canonical_column` set, its items must carry their ``canonical`` caption too."""
     if len(dataset) == 0:
         raise ValueError("the training dataset is empty")
     item = dataset[0]
@@ -412,6 +413,9 @@ def check_item(dataset: Dataset) -> None:
                          "(a [0, 255] or [0, 1] image was not normalised)")
     if int(item["index"]) != 0:
         raise ValueError(f"item 0 has index {item['index']}: `index` must be the item's position")
+    if canonical_column and "canonical" not in item:
+        raise ValueError(f"canonical_column is {canonical_column!r} but the dataset's items have no "
+                         "'canonical' key (a folder's metadata column is read; a dataset passed in must add it)")
 
 
 def synthetic_rows(n: int = 16, size: int = 64, seed: int = 0) -> list[tuple[np.ndarray, str, str]]:

@@ -6,6 +6,7 @@ test is skipped with a reason, except under CI=true, where a missing browser is 
 
 import os
 import shutil
+from contextlib import contextmanager
 import sys
 from pathlib import Path
 
@@ -40,6 +41,23 @@ def _require_browser():
     pytest.skip(missing)
 
 
+@contextmanager
+def chromium_page(**page_options):
+    """A headless Chromium page (`page_options` for `new_page`, e.g. a viewport) with the suite's
+    timeouts; the browser is closed on the way out."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(**page_options)
+            page.set_default_timeout(TIMEOUT_MS)
+            expect.set_options(timeout=TIMEOUT_MS)
+            yield page
+        finally:
+            browser.close()
+
+
 @pytest.fixture(scope="module")
 def app_server(tmp_path_factory):
     _require_browser()
@@ -52,42 +70,35 @@ def app_server(tmp_path_factory):
 
 @pytest.mark.timeout(400)
 def test_click_generate_then_vote_in_chromium(app_server):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     studio, url = app_server
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page()
-            page.set_default_timeout(TIMEOUT_MS)
-            expect.set_options(timeout=TIMEOUT_MS)
-            page.goto(url)
+    with chromium_page() as page:
+        page.goto(url)
 
-            # Compare: one click, two images
-            page.locator("#compare-prompt textarea").fill("two red cats")
-            page.locator("#compare-steps input").fill("1")
-            page.locator("#generate-btn").click()
-            expect(page.locator("#img-baseline img[src*='file=']")).to_be_visible()
-            expect(page.locator("#img-adapter img[src*='file=']")).to_be_visible()
-            expect(page.locator("#timing")).to_contain_text("Generated both images")
-            srcs = {page.locator(f"#{k} img[src*='file=']").get_attribute("src")
-                    for k in ("img-baseline", "img-adapter")}
-            assert len(srcs) == 2
+        # Compare: one click, two images
+        page.locator("#compare-prompt textarea").fill("two red cats")
+        page.locator("#compare-steps input").fill("1")
+        page.locator("#generate-btn").click()
+        expect(page.locator("#img-baseline img[src*='file=']")).to_be_visible()
+        expect(page.locator("#img-adapter img[src*='file=']")).to_be_visible()
+        expect(page.locator("#timing")).to_contain_text("Generated both images")
+        srcs = {page.locator(f"#{k} img[src*='file=']").get_attribute("src")
+                for k in ("img-baseline", "img-adapter")}
+        assert len(srcs) == 2
 
-            # Vote: a blind pair, a vote, the reveal
-            page.get_by_role("tab", name="Vote").click()
-            page.locator("#new-pair-btn").click()
-            expect(page.locator("#img-left img[src*='file=']")).to_be_visible()
-            expect(page.locator("#img-right img[src*='file=']")).to_be_visible()
-            expect(page.locator("#vote-left")).to_be_enabled()
-            expect(page.locator("#battle-prompt")).to_contain_text("three green birds")
-            expect(page.locator("#battle-prompt")).not_to_contain_text("adapter")
-            page.locator("#vote-left").click()
-            expect(page.locator("#reveal")).to_contain_text("vote stored")
-            expect(page.locator("#vote-left")).to_be_disabled()
-            reveal = page.locator("#reveal").inner_text()
-        finally:
-            browser.close()
+        # Vote: a blind pair, a vote, the reveal
+        page.get_by_role("tab", name="Vote").click()
+        page.locator("#new-pair-btn").click()
+        expect(page.locator("#img-left img[src*='file=']")).to_be_visible()
+        expect(page.locator("#img-right img[src*='file=']")).to_be_visible()
+        expect(page.locator("#vote-left")).to_be_enabled()
+        expect(page.locator("#battle-prompt")).to_contain_text("three green birds")
+        expect(page.locator("#battle-prompt")).not_to_contain_text("adapter")
+        page.locator("#vote-left").click()
+        expect(page.locator("#reveal")).to_contain_text("vote stored")
+        expect(page.locator("#vote-left")).to_be_disabled()
+        reveal = page.locator("#reveal").inner_text()
 
     votes = studio.store.votes()
     assert len(votes) == 1
@@ -139,75 +150,68 @@ def _box(locator):
 
 @pytest.mark.timeout(600)
 def test_compare_controls_and_eval_tab_in_chromium(toy_server):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     studio, cfg, url = toy_server
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1000})
-            page.set_default_timeout(TIMEOUT_MS)
-            expect.set_options(timeout=TIMEOUT_MS)
-            page.goto(url)
-            prompt = page.locator("#compare-prompt textarea")
+    with chromium_page(viewport={"width": 1280, "height": 1000}) as page:
+        page.goto(url)
+        prompt = page.locator("#compare-prompt textarea")
 
-            # the vocabulary in view, and the words the toy model does not know marked as typed
-            expect(page.locator("#vocabulary-text")).to_contain_text("What the toy model knows")
-            prompt.fill("three white kittens playing on a green carpet")
-            expect(page.locator("#prompt-hint")).to_contain_text("2 words the toy model never saw: playing, carpet")
-            marked = page.locator("#prompt-marks .textfield .text:not(.unlabeled)")
-            expect(marked).to_have_count(2)
-            assert [t.strip() for t in marked.all_inner_texts()] == ["playing", "carpet"]
+        # the vocabulary in view, and the words the toy model does not know marked as typed
+        expect(page.locator("#vocabulary-text")).to_contain_text("What the toy model knows")
+        prompt.fill("three white kittens playing on a green carpet")
+        expect(page.locator("#prompt-hint")).to_contain_text("2 words the toy model never saw: playing, carpet")
+        marked = page.locator("#prompt-marks .textfield .text:not(.unlabeled)")
+        expect(marked).to_have_count(2)
+        assert [t.strip() for t in marked.all_inner_texts()] == ["playing", "carpet"]
 
-            # a prompt of the toy grammar: three images in one pass, the third labelled with the spell
-            prompt.fill("three red robots jumping against a white wall")
-            expect(page.locator("#prompt-hint")).to_contain_text("Every word of this prompt is in the toy world")
-            page.locator("#generate-btn").click()
-            expect(page.locator("#timing")).to_contain_text("Generated all three images")
-            expect(page.locator("#timing")).to_contain_text("adapter strength eta 0.1")
-            expect(page.locator("#img-spell img")).to_be_visible()
-            expect(page.locator("#spell-note")).to_contain_text(
-                "masterpiece, 3 robots, red, jumping, white background, best quality")
-            expect(page.locator("#img-spell label")).to_contain_text(
-                "Base model given the spell: masterpiece, 3 robots, red, jumping, white background, best quality")
-            imgs = {k: page.locator(f"#{k} img") for k in ("img-baseline", "img-adapter", "img-spell")}
-            boxes = {k: _box(v) for k, v in imgs.items()}
-            assert len(set(boxes.values())) == 1 and min(boxes["img-baseline"]) >= 256, boxes
-            files = {k: _png(page, v) for k, v in imgs.items()}
-            assert {size for _, size in files.values()} == {(64, 64)}  # served at its own pixels
-            assert files["img-baseline"][0] != files["img-adapter"][0] != files["img-spell"][0]
-            assert page.evaluate("getComputedStyle(document.querySelector('#img-baseline img')).imageRendering") \
-                == "pixelated"
+        # a prompt of the toy grammar: three images in one pass, the third labelled with the spell
+        prompt.fill("three red robots jumping against a white wall")
+        expect(page.locator("#prompt-hint")).to_contain_text("Every word of this prompt is in the toy world")
+        page.locator("#generate-btn").click()
+        expect(page.locator("#timing")).to_contain_text("Generated all three images")
+        expect(page.locator("#timing")).to_contain_text("adapter strength eta 0.1")
+        expect(page.locator("#img-spell img")).to_be_visible()
+        expect(page.locator("#spell-note")).to_contain_text(
+            "masterpiece, 3 robots, red, jumping, white background, best quality")
+        expect(page.locator("#img-spell label")).to_contain_text(
+            "Base model given the spell: masterpiece, 3 robots, red, jumping, white background, best quality")
+        imgs = {k: page.locator(f"#{k} img") for k in ("img-baseline", "img-adapter", "img-spell")}
+        boxes = {k: _box(v) for k, v in imgs.items()}
+        assert len(set(boxes.values())) == 1 and min(boxes["img-baseline"]) >= 256, boxes
+        files = {k: _png(page, v) for k, v in imgs.items()}
+        assert {size for _, size in files.values()} == {(64, 64)}  # served at its own pixels
+        assert files["img-baseline"][0] != files["img-adapter"][0] != files["img-spell"][0]
+        assert page.evaluate("getComputedStyle(document.querySelector('#img-baseline img')).imageRendering") \
+            == "pixelated"
 
-            # eta 0: the adapter image is the baseline, pixel for pixel
-            eta = page.locator("#compare-eta input[type='number']")
-            eta.fill("0")
-            eta.press("Enter")
-            page.locator("#generate-btn").click()
-            expect(page.locator("#timing")).to_contain_text("adapter strength eta 0)")
-            base, ada = _png(page, imgs["img-baseline"]), _png(page, imgs["img-adapter"])
-            assert base == ada and base[0] == files["img-baseline"][0]  # same seed: the same baseline
+        # eta 0: the adapter image is the baseline, pixel for pixel
+        eta = page.locator("#compare-eta input[type='number']")
+        eta.fill("0")
+        eta.press("Enter")
+        page.locator("#generate-btn").click()
+        expect(page.locator("#timing")).to_contain_text("adapter strength eta 0)")
+        base, ada = _png(page, imgs["img-baseline"]), _png(page, imgs["img-adapter"])
+        assert base == ada and base[0] == files["img-baseline"][0]  # same seed: the same baseline
 
-            # no spell: no third image, and a note why
-            prompt.fill("two red cats sitting")
-            page.locator("#generate-btn").click()
-            expect(page.locator("#spell-note")).to_contain_text("No spell: it is not a sentence of the toy grammar")
-            expect(page.locator("#img-spell")).to_be_hidden()
+        # no spell: no third image, and a note why
+        prompt.fill("two red cats sitting")
+        page.locator("#generate-btn").click()
+        expect(page.locator("#spell-note")).to_contain_text("No spell: it is not a sentence of the toy grammar")
+        expect(page.locator("#img-spell")).to_be_hidden()
 
-            # Vote shows its pair in the same boxes
-            page.get_by_role("tab", name="Vote").first.click()
-            page.locator("#new-pair-btn").click()
-            expect(page.locator("#img-left img[src*='file=']")).to_be_visible()
-            expect(page.locator("#img-right img[src*='file=']")).to_be_visible()
-            assert _box(page.locator("#img-left img")) == _box(page.locator("#img-right img")) == \
-                boxes["img-baseline"]
+        # Vote shows its pair in the same boxes
+        page.get_by_role("tab", name="Vote").first.click()
+        page.locator("#new-pair-btn").click()
+        expect(page.locator("#img-left img[src*='file=']")).to_be_visible()
+        expect(page.locator("#img-right img[src*='file=']")).to_be_visible()
+        assert _box(page.locator("#img-left img")) == _box(page.locator("#img-right img")) == \
+            boxes["img-baseline"]
 
-            # Eval: the shipped report on a fresh install, then a quick run with its own report
-            page.get_by_role("tab", name="Eval").first.click()
-            expect(page.locator("#eval-report")).to_contain_text("Shipped evaluation: the toy SUR-adapter")
-            page.locator("#eval-run").click()
-            expect(page.locator("#eval-report")).to_contain_text("SUR-adapter evaluation: toy_heldout suite",
-                                                                 timeout=300_000)
-        finally:
-            browser.close()
+        # Eval: the shipped report on a fresh install, then a quick run with its own report
+        page.get_by_role("tab", name="Eval").first.click()
+        expect(page.locator("#eval-report")).to_contain_text("Shipped evaluation: the toy SUR-adapter")
+        page.locator("#eval-run").click()
+        expect(page.locator("#eval-report")).to_contain_text("SUR-adapter evaluation: toy_heldout suite",
+                                                             timeout=300_000)
     assert (cfg.runs_dir / "quick-eval" / "report.md").is_file()

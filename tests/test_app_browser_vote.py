@@ -12,7 +12,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import pytest  # noqa: E402
 from studio_server import FakePipe, serve  # noqa: E402
-from test_app_browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, _require_browser  # noqa: E402
+from test_app_browser import _require_browser, chromium_page  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -27,36 +27,29 @@ def app_server(tmp_path_factory):
 
 @pytest.mark.timeout(300)
 def test_vote_then_check_each_image(app_server):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     studio, url = app_server
     posts = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page()
-            page.set_default_timeout(TIMEOUT_MS)
-            expect.set_options(timeout=TIMEOUT_MS)
-            page.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
-            page.goto(url)
-            page.get_by_role("tab", name="Vote").click()
-            expect(page.locator("#checks").first).to_be_hidden()
-            page.locator("#new-pair-btn").click()
-            expect(page.locator("#vote-left")).to_be_enabled()
-            expect(page.locator("#battle-prompt")).to_contain_text("three green birds")
-            before = len(posts)
-            page.locator("#vote-left").click()
-            expect(page.locator("#reveal")).to_contain_text("vote stored")
-            expect(page.locator("#checks").first).to_be_visible()
-            vote_posts = posts[before:]
-            page.locator("#check-left-count label", has_text="yes").click()
-            page.locator("#check-right-color label", has_text="no").click()
-            page.locator("#check-right-action label", has_text="unsure").click()
-            page.locator("#save-checks").click()
-            expect(page.locator("#checks-saved")).to_contain_text("Checks saved (3 answers)")
-            expect(page.locator("#save-checks")).to_be_disabled()
-        finally:
-            browser.close()
+    with chromium_page() as page:
+        page.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
+        page.goto(url)
+        page.get_by_role("tab", name="Vote").click()
+        expect(page.locator("#checks").first).to_be_hidden()
+        page.locator("#new-pair-btn").click()
+        expect(page.locator("#vote-left")).to_be_enabled()
+        expect(page.locator("#battle-prompt")).to_contain_text("three green birds")
+        before = len(posts)
+        page.locator("#vote-left").click()
+        expect(page.locator("#reveal")).to_contain_text("vote stored")
+        expect(page.locator("#checks").first).to_be_visible()
+        vote_posts = posts[before:]
+        page.locator("#check-left-count label", has_text="yes").click()
+        page.locator("#check-right-color label", has_text="no").click()
+        page.locator("#check-right-action label", has_text="unsure").click()
+        page.locator("#save-checks").click()
+        expect(page.locator("#checks-saved")).to_contain_text("Checks saved (3 answers)")
+        expect(page.locator("#save-checks")).to_be_disabled()
 
     assert any("/gradio_api/run/predict" in u for u in vote_posts)  # the vote skipped the queue
     assert not any("/queue/join" in u for u in vote_posts)

@@ -188,10 +188,7 @@ def train(config: TrainConfig | dict | str | Path | None = None, /, dataset=None
     # ---- data and teacher features (main process first: it checks images and fills the cache)
     with accelerator.main_process_first():
         ds = _build_dataset(cfg, dataset)
-        check_item(ds)
-        if cfg.canonical_column and "canonical" not in ds[0]:
-            raise ValueError(f"canonical_column is {cfg.canonical_column!r} but the dataset's items have no "
-                             "'canonical' key (a folder's metadata column is read; a dataset passed in must add it)")
+        check_item(ds, cfg.canonical_column)
         texts = dataset_texts(ds)
         if len(texts) != len(ds):
             raise ValueError(f"dataset has {len(ds)} items but {len(texts)} texts")
