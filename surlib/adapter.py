@@ -21,10 +21,13 @@ from torch import nn
 
 @dataclass
 class SURAdapterOutput(BaseOutput):
-    """`embeds` goes to the UNet; `hidden` (transformer output) is what the LLM loss distils into."""
+    """`embeds` goes to the UNet; `hidden` (transformer output) is what the LLM loss distils into;
+    `gate_score` (before relu(tanh(.)), (B, L, 1) or (B, 1, 1)) is what the gate loss trains, None
+    without a gate."""
 
     embeds: torch.Tensor
     hidden: torch.Tensor
+    gate_score: torch.Tensor | None = None
 
 
 class PromptAttention(nn.Module):
@@ -47,6 +50,9 @@ class PromptAttention(nn.Module):
         return self.ff(h) + h
 
 
+GATES = (None, "token", "prompt")
+
+
 def check_eta(eta) -> float:
     """`eta` as a float in [0, 1], or ValueError naming what was given."""
     if isinstance(eta, bool):  # float(True) is 1.0: a flag is not a strength
@@ -63,7 +69,14 @@ def check_eta(eta) -> float:
 class SURAdapter(ModelMixin, ConfigMixin):
     """Maps text embeddings (B, L, text_dim) to adapted embeddings of the same shape.
 
-    Output = eta * fc(h) + (1 - eta) * x, with `fc` initialised to zero. `llm_proj` maps the
+    Output = eta * fc(h) + (1 - eta) * x (the paper's form), with `fc` initialised to zero, or with
+    `residual=True`: x + eta * fc(h). The two can express the same maps; they differ in what the
+    adapter does where training gave `fc` nothing to say (fc(h) ~ 0, e.g. a word no training
+    sentence used): the paper's form scales that token by (1 - eta), the residual form passes it
+    through unchanged, so a fresh residual adapter is the identity. `gate` ("token" or "prompt")
+    scales the change: output x + g * (form's output - x) with g in [0, 1) per token or per
+    prompt, so where the gate is closed the input passes exactly (identity rows teach where to
+    close it; see `gates`). `llm_proj` maps the
     teacher LLM's pooled vector to the text width for the distillation loss. It stays frozen at
     its seeded init (as in the official code): a trainable projection lets the distillation KL
     be satisfied by moving the teacher side instead of the adapter. It is saved with the adapter
@@ -82,11 +95,17 @@ class SURAdapter(ModelMixin, ConfigMixin):
         eta: float = 0.1,
         init_seed: int = 0,
         base_model: str | None = None,
+        residual: bool = False,
+        gate: str | None = None,
     ):
         super().__init__()
         if text_dim % num_heads:
             raise ValueError(f"text_dim ({text_dim}) must be divisible by num_heads ({num_heads})")
         check_eta(eta)
+        if not isinstance(residual, bool):
+            raise ValueError(f"residual must be true or false, got {residual!r}")
+        if gate not in GATES:
+            raise ValueError(f"gate must be one of {', '.join(map(repr, GATES))}, got {gate!r}")
         # Seeded so that two adapters made from the same config start identical (the official
         # LLM projection was random and unseeded).
         with torch.random.fork_rng(devices=[]):
@@ -98,6 +117,10 @@ class SURAdapter(ModelMixin, ConfigMixin):
             self.attention = PromptAttention(text_dim)
             self.fc = nn.Linear(text_dim, text_dim)
             self.llm_proj = nn.Linear(llm_dim, text_dim)
+        if gate:
+            self.gate_score = nn.Linear(text_dim, 1)
+            nn.init.zeros_(self.gate_score.weight)
+            nn.init.ones_(self.gate_score.bias)
         nn.init.zeros_(self.fc.weight)
         nn.init.zeros_(self.fc.bias)
         self.llm_proj.requires_grad_(False)
@@ -118,10 +141,32 @@ class SURAdapter(ModelMixin, ConfigMixin):
         hidden = self.transformer(x)
         h = self.attention(hidden, x)
         eta = self.config.eta if eta is None else check_eta(eta)
-        embeds = eta * self.fc(h) + (1.0 - eta) * x
+        if self.config.residual:
+            embeds = x + eta * self.fc(h)
+        else:
+            embeds = eta * self.fc(h) + (1.0 - eta) * x
+        score = None
+        if self.config.gate:
+            score = self.gate_scores(x)
+            embeds = x + torch.relu(torch.tanh(score)) * (embeds - x)
         if not return_dict:
             return embeds, hidden
-        return SURAdapterOutput(embeds=embeds, hidden=hidden)
+        return SURAdapterOutput(embeds=embeds, hidden=hidden, gate_score=score)
+
+    def gate_scores(self, x: torch.Tensor) -> torch.Tensor:
+        """Each token's score from its own input vector, (B, L, 1); the prompt gate takes a soft
+        maximum, (B, 1, 1), so a prompt none of whose tokens asks to be translated passes whole.
+        Soft (log of the mean of exp), not the max: with all scores equal at init the max would
+        send every gradient to the first token, the same vector in every prompt."""
+        score = self.gate_score(x.to(self.dtype))
+        if self.config.gate == "prompt":
+            score = torch.logsumexp(score, dim=1, keepdim=True) - math.log(score.shape[1])
+        return score
+
+    def gates(self, x: torch.Tensor) -> torch.Tensor:
+        """How much of the adapter's change each token (or prompt) takes, in [0, 1). relu makes a
+        closed gate exactly 0 (the input, bit for bit); tanh keeps a gradient at the open end."""
+        return torch.relu(torch.tanh(self.gate_scores(x)))
 
     def project_llm(self, llm_features: torch.Tensor) -> torch.Tensor:
         """Teacher vectors (B, llm_dim) in the text width, for the distillation loss."""

@@ -38,6 +38,7 @@ class LossWeights:
     llm: float = 1e-5
     quality: float = 1e-5
     identity: float = 0.0
+    gate: float = 0.0
 
 
 def sample_noise_and_timesteps(latents: torch.Tensor, num_train_timesteps: int,
@@ -127,7 +128,8 @@ def quality_loss(adapted: torch.Tensor, complex_embeds: torch.Tensor, temperatur
 def identity_loss(adapted: torch.Tensor, embeds: torch.Tensor) -> torch.Tensor:
     """Relative squared distance of the adapter's output from its input, ||a - x||^2 / ||x||^2
     per prompt, mean over the batch. Applied to prompts that already work (spells), it asks the
-    adapter to leave them alone; a fresh adapter scores eta^2 (its output is (1 - eta) * x)."""
+    adapter to leave them alone; a fresh adapter scores eta^2 (its output is (1 - eta) * x), or 0 in
+    the residual form (its output is x)."""
     if adapted.shape != embeds.shape:
         raise ValueError(f"adapted {tuple(adapted.shape)} and input embeddings {tuple(embeds.shape)} "
                          "must have the same shape")
@@ -139,5 +141,19 @@ def identity_loss(adapted: torch.Tensor, embeds: torch.Tensor) -> torch.Tensor:
     return (err / x.pow(2).sum(dim=dims).clamp_min(1e-12)).mean()
 
 
-__all__ = ["LossWeights", "noise_loss", "llm_distill_loss", "quality_loss", "identity_loss", "min_snr_weights",
-           "sample_noise_and_timesteps"]
+def gate_loss(scores: torch.Tensor, closed: torch.Tensor, margin: float = 1.0) -> torch.Tensor:
+    """A hinge that teaches a prompt gate which prompts to pass: scores (B, 1, 1) or (B,) of
+    identity rows (`closed` True) below -margin, of narrative rows above +margin, mean over rows.
+
+    Without it the identity term alone barely reaches the gate: once the adapter's change on a
+    prompt is small its gradient is too, and the gate stays half open. The row type is known in
+    training, so the gate can be taught directly; at inference it decides alone."""
+    s = scores.reshape(scores.shape[0]).float()
+    if s.shape[0] == 0:
+        return s.new_zeros(())
+    closed = closed.to(s.device).bool()
+    return torch.where(closed, torch.relu(margin + s), torch.relu(margin - s)).mean()
+
+
+__all__ = ["LossWeights", "noise_loss", "llm_distill_loss", "quality_loss", "identity_loss", "gate_loss",
+           "min_snr_weights", "sample_noise_and_timesteps"]

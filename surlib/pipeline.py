@@ -38,7 +38,9 @@ MAX_SPELL_CHARS = 2000
 
 @dataclass
 class Generation:
-    """Images keyed by variant ("baseline", "adapter"), plus what made them and how long it took."""
+    """Images keyed by variant ("baseline", "adapter"), plus what made them and how long it took.
+    `gate`: how open the adapter's prompt gate was for this prompt (0: it passed the prompt
+    unchanged, so both images are the same), None for an adapter without one."""
 
     images: dict[str, Any]
     prompt: str
@@ -48,6 +50,7 @@ class Generation:
     negative_prompt: str | None
     timings: dict[str, float] = field(default_factory=dict)
     nsfw: dict[str, bool] = field(default_factory=dict)
+    gate: float | None = None
 
     @property
     def baseline(self):
@@ -225,6 +228,10 @@ class SURPipeline:
             encoded = self.conditioning(prompts + ([spell] if spell is not None else []), negative_prompt, guidance)
             t1 = _sync(self.device)
             rows = {"baseline": encoded[:k]}
+            gates = [None] * k
+            if "adapter" in variants and self.adapter.config.gate == "prompt":
+                with torch.no_grad():
+                    gates = self.adapter.gates(rows["baseline"].embeds.to(self.adapter.dtype)).flatten().tolist()
             if "adapter" in variants:  # new token embeddings; the prompt's pooled vector is kept
                 rows["adapter"] = rows["baseline"].with_embeds(self.adapt(rows["baseline"].embeds, eta=eta))
             if spell is not None:
@@ -249,7 +256,7 @@ class SURPipeline:
         return [Generation(
             images=dict(zip(variants, out.images[i * n:(i + 1) * n])), prompt=prompts[i], seed=seeds[i],
             steps=steps, guidance=guidance, negative_prompt=negative_prompt, timings=dict(timings),
-            nsfw={v: bool(f) for v, f in zip(variants, nsfw[i * n:(i + 1) * n])},
+            nsfw={v: bool(f) for v, f in zip(variants, nsfw[i * n:(i + 1) * n])}, gate=gates[i],
         ) for i in range(k)]
 
 

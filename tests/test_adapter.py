@@ -4,6 +4,7 @@ save/load, width checks, and that the noise loss's gradient reaches it through t
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -63,6 +64,110 @@ def test_output_is_eta_blend_of_fc_and_input(new_adapter):
         expected = 0.3 * adapter.fc(h) + 0.7 * x
     torch.testing.assert_close(out.embeds, expected)
     assert (out.embeds - x).abs().max() > 1e-2  # a trained adapter really changes the embedding
+
+
+def test_residual_form_starts_as_the_identity_and_adds_eta_fc(new_adapter):
+    fresh = new_adapter(eta=0.1, trained=False, residual=True)
+    x = _x()
+    assert torch.equal(fresh(x).embeds, x)  # the paper's form gives 0.9 * x here
+    adapter = new_adapter(eta=0.3, trained=True, residual=True)
+    with torch.no_grad():
+        out = adapter(x)
+        expected = x + 0.3 * adapter.fc(adapter.attention(out.hidden, x))
+        torch.testing.assert_close(out.embeds, expected)
+        assert torch.equal(adapter(x, eta=0.0).embeds, x)
+        # same weights, paper's form: a different map, so the form is part of the checkpoint
+        paper = new_adapter(eta=0.3, trained=True)
+        assert (paper(x).embeds - out.embeds).abs().max() > 1e-2
+
+
+def test_residual_form_and_gate_round_trip_and_old_configs_load_in_the_paper_form(tmp_path, new_adapter):
+    adapter = new_adapter(eta=0.2, residual=True)
+    adapter.save_pretrained(tmp_path / "residual")
+    assert json.loads((tmp_path / "residual" / "config.json").read_text())["residual"] is True
+    loaded = SURAdapter.from_pretrained(tmp_path / "residual")
+    x = _x()
+    with torch.no_grad():
+        assert loaded.config.residual is True and torch.equal(loaded(x).embeds, adapter(x).embeds)
+    # an adapter saved before the option existed has no "residual" key: it is the paper's form
+    paper = new_adapter(eta=0.2)
+    paper.save_pretrained(tmp_path / "old")
+    config = json.loads((tmp_path / "old" / "config.json").read_text())
+    del config["residual"]
+    (tmp_path / "old" / "config.json").write_text(json.dumps(config))
+    old = SURAdapter.from_pretrained(tmp_path / "old")
+    with torch.no_grad():
+        assert old.config.residual is False and torch.equal(old(x).embeds, paper(x).embeds)
+    # the gate's weights travel with the adapter
+    gated = new_adapter(eta=0.2, residual=True, gate="prompt")
+    with torch.no_grad():
+        gated.gate_score.weight.normal_(generator=torch.Generator().manual_seed(3))
+    gated.save_pretrained(tmp_path / "gated")
+    with safe_open(str(tmp_path / "gated" / "diffusion_pytorch_model.safetensors"), framework="pt") as f:
+        assert {"gate_score.weight", "gate_score.bias"} <= set(f.keys())
+    again = SURAdapter.from_pretrained(tmp_path / "gated")
+    with torch.no_grad():
+        assert torch.equal(again(x).embeds, gated(x).embeds) and _same_weights(again, gated)
+        assert again.config.gate == "prompt" and not torch.equal(again(x).embeds, x)
+
+
+def test_token_gate_scales_each_tokens_change_and_a_closed_gate_passes_it_exactly(new_adapter):
+    x = _x()
+    fresh = new_adapter(trained=False, residual=True, gate="token")
+    assert torch.equal(fresh(x).embeds, x)
+    torch.testing.assert_close(fresh.gates(x), torch.full((2, TOKENS, 1), math.tanh(1.0)))
+    ungated = new_adapter(eta=0.3, residual=True)
+    gated = new_adapter(eta=0.3, residual=True, gate="token")
+    with torch.no_grad():
+        gated.gate_score.weight.copy_(x[0, 0] / x[0, 0].pow(2).sum() * -3.0)  # token 0 of prompt 0: w.x = -3
+        gated.gate_score.bias.fill_(0.5)
+        gates = gated.gates(x)
+        out, plain = gated(x).embeds, ungated(x).embeds
+    assert gates.shape == (2, TOKENS, 1)
+    is_open = gates[..., 0] > 0
+    assert not is_open[0, 0] and is_open.sum() >= 8 and gates.max() < 1
+    assert torch.equal(out[0, 0], x[0, 0])  # closed: bit for bit the input
+    torch.testing.assert_close(out, x + gates * (plain - x))
+    assert (out - x).abs().amax(dim=-1)[is_open].min() > 1e-4  # the open tokens still change
+
+
+def test_prompt_gate_opens_on_a_soft_max_of_its_tokens_and_passes_a_closed_prompt_whole(new_adapter):
+    x = _x()
+    ungated = new_adapter(eta=0.3, residual=True)
+    gated = new_adapter(eta=0.3, residual=True, gate="prompt")
+    with torch.no_grad():
+        gated.gate_score.weight.copy_(x[1, 2] / x[1, 2].pow(2).sum() * 2.0)  # token 2 of prompt 1 scores high
+        gated.gate_score.bias.fill_(-100.0)  # ...but not enough: every token closed
+        assert gated.gates(x).shape == (2, 1, 1) and gated.gates(x).max() == 0.0
+        assert torch.equal(gated(x).embeds, x)
+        gated.gate_score.bias.fill_(0.0)  # prompt 1's token 2 scores 2: its whole prompt opens
+        scores = gated.gate_score(x)
+        gates = gated.gates(x)
+        out, plain = gated(x).embeds, ungated(x).embeds
+    soft_max = torch.logsumexp(scores[..., 0], dim=1) - math.log(TOKENS)
+    torch.testing.assert_close(gates[:, 0, 0], torch.relu(torch.tanh(soft_max)))
+    assert gates[1, 0, 0] > 0
+    torch.testing.assert_close(out, x + gates * (plain - x))
+    assert (out[1] - x[1]).abs().amax(dim=-1).min() > 1e-4  # every token of the open prompt changes
+
+
+@pytest.mark.parametrize("gate", ["token", "prompt"])
+def test_identity_rows_can_close_the_gate(new_adapter, gate):
+    """What the gate is for: trained on prompts to leave alone, it closes on them and the output
+    becomes exactly the input there, not just near it."""
+    adapter = new_adapter(eta=0.3, residual=True, gate=gate).train()
+    from surlib.losses import identity_loss
+
+    x = _x(4)
+    opt = torch.optim.AdamW(adapter.gate_score.parameters(), lr=0.05)
+    for _ in range(100):
+        opt.zero_grad()
+        identity_loss(adapter(x).embeds, x).backward()
+        opt.step()
+    adapter.eval()
+    with torch.no_grad():
+        assert torch.equal(adapter(x).embeds, x)
+        assert adapter.gates(x).max() == 0.0
 
 
 def test_eval_mode_is_default_and_deterministic(new_adapter):
@@ -146,6 +251,8 @@ def test_wrong_widths_are_refused_with_both_widths_named(new_adapter):
     (dict(eta=1.5), "eta"),
     (dict(eta=-0.1), "eta"),
     (dict(text_dim=30, num_heads=4), "divisible"),
+    (dict(residual="yes"), "residual must be true or false, got 'yes'"),
+    (dict(gate="tokens"), "gate must be one of None, 'token', 'prompt', got 'tokens'"),
 ])
 def test_bad_configs_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -165,12 +165,14 @@ def test_compare_controls_and_eval_tab_in_chromium(toy_server):
         expect(marked).to_have_count(2)
         assert [t.strip() for t in marked.all_inner_texts()] == ["playing", "carpet"]
 
-        # a prompt of the toy grammar: three images in one pass, the third labelled with the spell
-        prompt.fill("three red robots jumping against a white wall")
+        # a prompt of the toy grammar, in its synonyms: three images in one pass, the third labelled
+        # with the spell, and the adapter's gate open
+        prompt.fill("three crimson robots leaping against a white wall")
         expect(page.locator("#prompt-hint")).to_contain_text("Every word of this prompt is in the toy world")
         page.locator("#generate-btn").click()
         expect(page.locator("#timing")).to_contain_text("Generated all three images")
         expect(page.locator("#timing")).to_contain_text("adapter strength eta 0.1")
+        expect(page.locator("#timing")).to_contain_text("The adapter's gate is open (0.80")
         expect(page.locator("#img-spell img")).to_be_visible()
         expect(page.locator("#spell-note")).to_contain_text(
             "masterpiece, 3 robots, red, jumping, white background, best quality")
@@ -193,6 +195,14 @@ def test_compare_controls_and_eval_tab_in_chromium(toy_server):
         expect(page.locator("#timing")).to_contain_text("adapter strength eta 0)")
         base, ada = _png(page, imgs["img-baseline"]), _png(page, imgs["img-adapter"])
         assert base == ada and base[0] == files["img-baseline"][0]  # same seed: the same baseline
+
+        # the same scene in the words the base already reads: the gate closes, the images agree
+        eta.fill("0.1")
+        eta.press("Enter")
+        prompt.fill("three red robots jumping against a white wall")
+        page.locator("#generate-btn").click()
+        expect(page.locator("#timing")).to_contain_text("The adapter's gate is closed for this prompt")
+        assert _png(page, imgs["img-baseline"]) == _png(page, imgs["img-adapter"])
 
         # no spell: no third image, and a note why
         prompt.fill("two red cats sitting")

@@ -155,6 +155,13 @@ def test_compare_passes_eta_and_spell_and_says_which_eta(tmp_path):
                                                 "seed 3, 2 steps, guidance 4, adapter strength eta 0).")
     studio.compare("two cats", "", 3, 2, 4.0, eta="0.75")
     assert pipe.calls[-1] == {"eta": 0.75}
+    gen.gate = 0.0
+    assert studio.timing_markdown(gen, 0.0).endswith(
+        " The adapter's gate is **closed** for this prompt: it reads as one the base already renders, so the "
+        "adapter passed it unchanged and the two images are the same.")
+    gen.gate = 0.9712
+    assert studio.timing_markdown(gen, 0.0).endswith(
+        " The adapter's gate is open (0.97; closed, it would pass the prompt unchanged).")
     studio.store.close()
 
 

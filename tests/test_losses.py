@@ -195,7 +195,7 @@ def test_distillation_moves_the_adapter_and_leaves_the_teacher_projection_unchan
     opt = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=1e-3)
     losses = []
     for _ in range(30):
-        _, hidden, projected = module(embeds, feats)
+        _, hidden, projected, _ = module(embeds, feats)
         loss = llm_distill_loss(hidden, projected, mask)
         opt.zero_grad()
         loss.backward()
@@ -208,7 +208,7 @@ def test_distillation_moves_the_adapter_and_leaves_the_teacher_projection_unchan
     assert not SURAdapter.from_config(adapter.config).llm_proj.weight.requires_grad
 
 
-def test_identity_loss_is_relative_and_eta_squared_for_a_fresh_adapter():
+def test_identity_loss_is_relative_and_eta_squared_for_a_fresh_paper_form_adapter():
     from surlib.losses import identity_loss
 
     x = torch.randn(3, 5, 8, generator=torch.Generator().manual_seed(0))
@@ -216,9 +216,55 @@ def test_identity_loss_is_relative_and_eta_squared_for_a_fresh_adapter():
     assert identity_loss(2 * x, x).item() == pytest.approx(1.0, rel=1e-6)
     fresh = SURAdapter(text_dim=8, llm_dim=4, num_heads=2, ff_dim=16, eta=0.1)
     assert identity_loss(fresh(x).embeds, x).item() == pytest.approx(0.01, rel=1e-5)
+    residual = SURAdapter(text_dim=8, llm_dim=4, num_heads=2, ff_dim=16, eta=0.1, residual=True)
+    assert identity_loss(residual(x).embeds, x).item() == 0.0
     assert identity_loss(x[:0], x[:0]).item() == 0.0
     with pytest.raises(ValueError, match="same shape"):
         identity_loss(x, x[:, :2])
+
+
+def test_gate_loss_is_a_hinge_on_the_row_type():
+    from surlib.losses import gate_loss
+
+    scores = torch.tensor([-2.0, 0.0, 0.5, 3.0]).reshape(4, 1, 1)
+    closed = torch.tensor([True, True, False, False])
+    # closed rows want score <= -1: 0 and 1; open rows want >= +1: 0.5 and 0
+    assert gate_loss(scores, closed).item() == pytest.approx((0 + 1 + 0.5 + 0) / 4)
+    assert gate_loss(scores, closed, margin=0.0).item() == pytest.approx(0.0)
+    assert gate_loss(scores[:0], closed[:0]).item() == 0.0
+    s = scores.clone().requires_grad_(True)
+    gate_loss(s, closed).backward()
+    assert s.grad.flatten().tolist() == [0.0, 0.25, -0.25, 0.0]  # push closed rows down, open rows up
+
+
+def test_gate_weight_trains_the_prompt_gate_to_sort_identity_rows_from_narrative_ones(frozen):
+    """compute_losses with gate_weight: the gate term reaches the gate's parameters and a few steps
+    close the gate on spell rows and open it on narrative ones."""
+    from surlib.losses import LossWeights
+    from surlib.training.loop import AdapterWithTeacher, compute_losses
+
+    adapter = SURAdapter(text_dim=32, llm_dim=16, num_heads=4, ff_dim=64, dropout=0.0, residual=True,
+                         gate="prompt").train()
+    module = AdapterWithTeacher(adapter)
+    simple, mask = encode_prompts(frozen.tokenizer, frozen.text_encoder, ["two crimson androids", "a kitten"] * 2)
+    spells, _ = encode_prompts(frozen.tokenizer, frozen.text_encoder, ["2 robots, red", "1 cat"] * 2)
+    text = TextBatch(simple, mask, spells)
+    batch, params = {"pixel_values": torch.zeros(4, 3, 32, 32)}, torch.zeros(4, 8, 4, 4)
+    weights = LossWeights(noise=0.0, llm=0.0, quality=0.0, identity=1.0, gate=1.0)
+    opt = torch.optim.AdamW(adapter.gate_score.parameters(), lr=0.05)
+    for step in range(60):
+        torch.manual_seed(step)
+        terms = compute_losses(module, frozen, batch, weights, latent_params=params, text=text, spell_fraction=0.5)
+        opt.zero_grad()
+        terms["total"].backward()
+        opt.step()
+    adapter.eval()
+    with torch.no_grad():
+        assert adapter.gates(spells).max() == 0.0  # the spells pass exactly
+        assert adapter.gates(simple).min() > 0.7  # the narrative prompts are rewritten
+    with pytest.raises(ValueError, match="gate_weight needs an adapter with a prompt gate"):
+        compute_losses(AdapterWithTeacher(SURAdapter(text_dim=32, llm_dim=16, num_heads=4, ff_dim=64)), frozen,
+                       batch, weights, latent_params=params, text=text, spell_fraction=0.5)
 
 
 def test_spell_rows_feed_the_spell_to_the_adapter_and_take_the_identity_term(frozen):
@@ -255,7 +301,7 @@ def test_canonical_rows_feed_the_canonical_caption_and_share_one_draw_with_spell
     class Recorder(torch.nn.Module):  # an identity "adapter" that keeps what it was given
         def forward(self, embeds, llm_features=None):
             self.seen = embeds.clone()
-            return embeds, embeds, None if llm_features is None else embeds.mean(dim=1)
+            return embeds, embeds, None if llm_features is None else embeds.mean(dim=1), None
 
     simple, mask = encode_prompts(frozen.tokenizer, frozen.text_encoder, ["two crimson androids", "a kitten",
                                                                            "five violet men", "a trio of bots"])

@@ -120,6 +120,24 @@ def test_eta_zero_adapter_reproduces_the_baseline(sd1_pipe, new_adapter):
     np.testing.assert_allclose(gen.adapter, gen.baseline, rtol=0, atol=1e-6)
 
 
+def test_a_closed_prompt_gate_gives_the_baseline_and_the_generation_says_how_open_it_was(sd1_pipe, new_adapter):
+    adapter = new_adapter(eta=0.5, trained=True, residual=True, gate="prompt")
+    pipe = SURPipeline(sd1_pipe.sd, adapter)
+    pipe.set_progress_bar_config(disable=True)
+    with torch.no_grad():
+        adapter.gate_score.bias.fill_(-100.0)
+    closed = _pair(pipe, seed=3)
+    assert closed.gate == 0.0
+    np.testing.assert_array_equal(closed.adapter, closed.baseline)
+    with torch.no_grad():
+        adapter.gate_score.bias.fill_(100.0)
+    opened = _pair(pipe, seed=3)
+    assert opened.gate == pytest.approx(1.0) and np.abs(opened.adapter - opened.baseline).max() > 1e-3
+    both = pipe.generate_pairs([PROMPT, "a cat"], [3, 4], steps=2, output_type="np")
+    assert [g.gate for g in both] == pytest.approx([1.0, 1.0])
+    assert _pair(sd1_pipe, seed=3).gate is None  # no gate, nothing to report
+
+
 def test_eta_override_zero_is_the_baseline_and_the_config_value_is_the_default(sd1_pipe):
     configured = sd1_pipe.adapter.config.eta
     default, explicit, off = _pair(sd1_pipe, seed=3), _pair(sd1_pipe, seed=3, eta=configured), _pair(sd1_pipe, seed=3, eta=0)

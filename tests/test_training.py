@@ -59,6 +59,17 @@ def test_loss_decreases_on_a_fixed_batch(cfg):
     assert all(r["lr"] == pytest.approx(3e-3) for r in history)
 
 
+def test_a_gated_residual_adapter_trains_and_is_saved_as_such(cfg, tmp_path):
+    """gate and residual reach the adapter the trainer makes, its gate trains (the identity rows
+    and the noise loss both reach it) and the saved folder loads back in the same form."""
+    train(cfg(max_rows=4, batch_size=4, max_steps=8, lr=3e-3, checkpoint_every=0, residual=True,
+              gate="prompt", gate_weight=1.0, spell_fraction=0.5, identity_weight=10.0, quality_weight=0.1))
+    saved = SURAdapter.from_pretrained(tmp_path / "run" / "adapter")
+    assert (saved.config.residual, saved.config.gate) == (True, "prompt")
+    weights = _weights(tmp_path / "run" / "adapter")
+    assert weights["gate_score.bias"].item() != 1.0 and weights["gate_score.weight"].abs().max() > 0
+
+
 def test_resume_continues_exactly(cfg, tmp_path):
     common = dict(batch_size=2, gradient_accumulation_steps=2, checkpoint_every=4, dropout=0.1,
                   random_flip=True, center_crop=False, llm_weight=0.5, quality_weight=0.1, lr=1e-3)
@@ -98,7 +109,7 @@ def test_cli_writes_adapter_checkpoints_csv_plot_and_validation_grid(sd1_base, s
         assert (ck / name).exists(), name
     with open(out / "losses.csv") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["step", "noise", "llm", "quality", "identity", "total", "lr"] and len(rows) == 4
+    assert list(rows[0]) == ["step", "noise", "llm", "quality", "identity", "gate", "total", "lr"] and len(rows) == 4
     assert (out / "losses.png").stat().st_size > 0 and (out / "config.yaml").exists()
     from PIL import Image
 
@@ -188,6 +199,12 @@ def test_config_errors_are_clear(tmp_path):
         make_config(TINY_YAML, canonical_column="canonical", spell_fraction=0.6, canonical_fraction=0.6)
     with pytest.raises(ValueError, match="identity_weight applies to spell and canonical rows"):
         make_config(TINY_YAML, identity_weight=1.0, spell_fraction=0.0)
+    with pytest.raises(ValueError, match="gate must be token, prompt or null, got 'sentence'"):
+        make_config(TINY_YAML, gate="sentence", identity_weight=1.0, spell_fraction=0.5)
+    with pytest.raises(ValueError, match="a gate learns where to close from the identity rows"):
+        make_config(TINY_YAML, gate="token")
+    with pytest.raises(ValueError, match="gate_weight trains a prompt gate: set gate: prompt"):
+        make_config(TINY_YAML, gate="token", gate_weight=1.0, identity_weight=1.0, spell_fraction=0.5)
 
 
 def test_canonical_rows_train_from_their_column_and_are_kept_with_the_rows(cfg, surd, tmp_path):
@@ -241,3 +258,13 @@ def test_continue_from_a_saved_adapter_checks_both_widths(adapter_folder):
         _make_adapter(cfg, text_dim=48, llm_dim=16)
     fresh = _make_adapter(make_config(TINY_YAML), text_dim=32, llm_dim=384)
     assert (fresh.config.text_dim, fresh.config.llm_dim, fresh.config.num_layers) == (32, 384, 1)
+    assert fresh.config.residual is False
+    assert _make_adapter(make_config(TINY_YAML, residual=True), text_dim=32, llm_dim=384).config.residual is True
+    with pytest.raises(ValueError, match="trained with residual=False but the config says residual=True"):
+        _make_adapter(make_config(TINY_YAML, adapter=adapter_folder, residual=True), text_dim=32, llm_dim=16)
+    gated = _make_adapter(make_config(TINY_YAML, residual=True, gate="prompt", spell_fraction=0.5,
+                                      identity_weight=1.0), text_dim=32, llm_dim=384)
+    assert gated.config.gate == "prompt" and gated.gate_score.weight.shape == (1, 32)
+    with pytest.raises(ValueError, match='trained with gate=None but the config says gate=prompt: set gate: null'):
+        _make_adapter(make_config(TINY_YAML, adapter=adapter_folder, gate="prompt", spell_fraction=0.5,
+                                  identity_weight=1.0), text_dim=32, llm_dim=16)

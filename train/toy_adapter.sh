@@ -11,7 +11,8 @@
 #
 # Variants (same config, steps and data; only the losses differ):
 #   full            the method as shipped (train/configs/toy.yaml): noise + LLM distillation +
-#                   quality losses, plus spell and canonical rows with the identity term (do no harm)
+#                   quality losses, plus spell and canonical rows with the identity term and the
+#                   prompt gate taught to close on them (do no harm), residual form
 #   no-llm          llm_weight 0
 #   no-quality      quality_weight 0
 #   official-detached  the official code's defect: the noise loss does not reach the adapter

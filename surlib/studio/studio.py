@@ -227,6 +227,12 @@ class Studio:
         n = "all three images" if "spell" in gen.images else "both images"
         text = (f"Generated {n} in **{t.get('wall_s', t.get('total_s', 0.0)):.2f} s** "
                 f"(one batched pass, seed {gen.seed}, {gen.steps} steps, guidance {gen.guidance:g}{eta_text}).")
+        gate = getattr(gen, "gate", None)
+        if gate == 0:
+            text += (" The adapter's gate is **closed** for this prompt: it reads as one the base already "
+                     "renders, so the adapter passed it unchanged and the two images are the same.")
+        elif gate is not None:
+            text += f" The adapter's gate is open ({gate:.2f}; closed, it would pass the prompt unchanged)."
         flagged = [v for v, hit in (getattr(gen, "nsfw", None) or {}).items() if hit]
         if flagged:
             text += f" The safety checker blanked: {', '.join(flagged)}."

@@ -39,6 +39,8 @@ class TrainConfig:
     ff_dim: int = 2048
     dropout: float = 0.1
     init_seed: int = 0
+    residual: bool = False                # adapter output x + eta*fc(h) instead of the paper's eta*fc(h) + (1-eta)*x
+    gate: str | None = None               # token | prompt: a gate on the adapter's change (closed: the input passes exactly)
     gradient_checkpointing: bool = False  # checkpoint the frozen UNet's blocks (less memory)
     # data
     data: str | None = None               # SURD folder (imagefolder) or metadata .jsonl/.csv/.parquet
@@ -79,6 +81,7 @@ class TrainConfig:
     spell_fraction: float = 0.0           # share of rows whose adapter input is the spell (complex prompt)
     canonical_fraction: float = 0.0       # share of rows whose adapter input is the canonical_column caption
     identity_weight: float = 0.0          # on both kinds of rows: keep the adapter's output near its input
+    gate_weight: float = 0.0              # gate: prompt only: teach the gate to close on identity rows, open on the rest
     # optimisation
     max_steps: int = 5000                 # optimizer steps
     batch_size: int = 1                   # per process
@@ -139,7 +142,8 @@ class TrainConfig:
             (self.gradient_accumulation_steps >= 1, "gradient_accumulation_steps must be >= 1"),
             (self.lr > 0, "lr must be > 0"),
             (self.mixed_precision in ("no", "fp16", "bf16"), "mixed_precision must be no, fp16 or bf16"),
-            (min(self.noise_weight, self.llm_weight, self.quality_weight, self.identity_weight) >= 0,
+            (min(self.noise_weight, self.llm_weight, self.quality_weight, self.identity_weight,
+                 self.gate_weight) >= 0,
              "loss weights must be >= 0"),
             (0.0 <= self.spell_fraction <= 1.0, "spell_fraction must be in [0, 1]"),
             (0.0 <= self.canonical_fraction <= 1.0, "canonical_fraction must be in [0, 1]"),
@@ -149,6 +153,12 @@ class TrainConfig:
              "canonical_fraction needs canonical_column: the data column holding the canonical captions"),
             (self.identity_weight == 0 or self.spell_fraction + self.canonical_fraction > 0,
              "identity_weight applies to spell and canonical rows: set spell_fraction or canonical_fraction > 0"),
+            (self.gate in (None, "token", "prompt"), f"gate must be token, prompt or null, got {self.gate!r}"),
+            (self.gate is None or self.identity_weight > 0,
+             "a gate learns where to close from the identity rows: set identity_weight > 0 with spell or "
+             "canonical rows"),
+            (self.gate_weight == 0 or self.gate == "prompt",
+             "gate_weight trains a prompt gate: set gate: prompt (a token gate has no per-token labels)"),
             (self.noise_weight + self.llm_weight + self.quality_weight > 0, "all loss weights are 0"),
             (not (self.official_detached and self.llm_weight == 0 and self.quality_weight == 0),
              "official_detached with llm_weight=0 and quality_weight=0: nothing would train the adapter"),

@@ -14,6 +14,7 @@ Exact resume: the sample order of epoch e is a function of (seed, e) and augment
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 import math
 from pathlib import Path
@@ -24,7 +25,7 @@ from torch import nn
 from ..adapter import SURAdapter
 from ..data import check_item, collate, dataset_texts, make_dataset
 from ..feature_cache import dataset_fingerprint, ensure_feature_cache
-from ..losses import (LossWeights, identity_loss, llm_distill_loss, noise_loss, quality_loss,
+from ..losses import (LossWeights, gate_loss, identity_loss, llm_distill_loss, noise_loss, quality_loss,
                       sample_noise_and_timesteps)
 from ..surd import released_teacher_cache
 from ..teacher import teacher_settings
@@ -49,7 +50,7 @@ class AdapterWithTeacher(nn.Module):
     def forward(self, embeds: torch.Tensor, llm_features: torch.Tensor | None = None):
         out = self.adapter(embeds)
         projected = self.adapter.project_llm(llm_features) if llm_features is not None else None
-        return out.embeds, out.hidden, projected
+        return out.embeds, out.hidden, projected, out.gate_score
 
 
 def compute_losses(module: nn.Module, frozen: Frozen, batch: dict, weights: LossWeights, *,
@@ -97,7 +98,9 @@ def compute_losses(module: nn.Module, frozen: Frozen, batch: dict, weights: Loss
     added = frozen.added_cond_kwargs(pooled, latents, batch.get("original_size"), batch.get("crop_top_left"))
     noise, timesteps = sample_noise_and_timesteps(latents, frozen.noise_scheduler.config.num_train_timesteps)
     use_llm = weights.llm > 0 and llm_features is not None and not bool(identity.all())
-    embeds, hidden, projected = module(simple, llm_features if use_llm else None)
+    embeds, hidden, projected, gate_score = module(simple, llm_features if use_llm else None)
+    if weights.gate and gate_score is None:
+        raise ValueError("gate_weight needs an adapter with a prompt gate (gate: prompt)")
     zero = embeds.new_zeros((), dtype=torch.float32)
     narrative = ~identity
     terms = {
@@ -109,9 +112,11 @@ def compute_losses(module: nn.Module, frozen: Frozen, batch: dict, weights: Loss
         "quality": quality_loss(embeds, complex_embeds, quality_temperature) if weights.quality else zero,
         "identity": (identity_loss(embeds[identity], simple[identity])
                      if weights.identity and identity.any() else zero),
+        "gate": gate_loss(gate_score, identity) if weights.gate else zero,
     }
     terms["total"] = (weights.noise * terms["noise"] + weights.llm * terms["llm"]
-                      + weights.quality * terms["quality"] + weights.identity * terms["identity"])
+                      + weights.quality * terms["quality"] + weights.identity * terms["identity"]
+                      + weights.gate * terms["gate"])
     return terms
 
 
@@ -142,13 +147,18 @@ def _make_adapter(cfg: TrainConfig, text_dim: int, llm_dim: int | None) -> SURAd
     if cfg.adapter:
         adapter = SURAdapter.from_pretrained(cfg.adapter)
         adapter.check_text_width(text_dim)
+        for key in ("residual", "gate"):
+            saved, asked = getattr(adapter.config, key), getattr(cfg, key)
+            if saved != asked:
+                raise ValueError(f"adapter {cfg.adapter} was trained with {key}={saved} but the config says "
+                                 f"{key}={asked}: set {key}: {json.dumps(saved)} to continue it")
         if llm_dim is not None and adapter.config.llm_dim != llm_dim:
             raise ValueError(f"adapter {cfg.adapter} has llm_dim {adapter.config.llm_dim} but teacher "
                              f"{cfg.teacher_vectors or cfg.teacher} gives {llm_dim}-d vectors")
         return adapter
     return SURAdapter(text_dim=text_dim, llm_dim=llm_dim or text_dim, num_layers=cfg.num_layers,
                       num_heads=cfg.num_heads, ff_dim=cfg.ff_dim, dropout=cfg.dropout, eta=cfg.eta,
-                      init_seed=cfg.init_seed, base_model=cfg.base)
+                      init_seed=cfg.init_seed, base_model=cfg.base, residual=cfg.residual, gate=cfg.gate)
 
 
 def train(config: TrainConfig | dict | str | Path | None = None, /, dataset=None, **overrides) -> list[dict]:
@@ -251,7 +261,7 @@ def train(config: TrainConfig | dict | str | Path | None = None, /, dataset=None
         tracker.begin(history)  # (re)writes losses.csv with the rows kept so far
     accelerator.init_trackers("sur-adapter")
 
-    weights = LossWeights(cfg.noise_weight, cfg.llm_weight, cfg.quality_weight, cfg.identity_weight)
+    weights = LossWeights(cfg.noise_weight, cfg.llm_weight, cfg.quality_weight, cfg.identity_weight, cfg.gate_weight)
     # The complex prompt is always kept when rows are shared: a no-quality run's file serves the rest.
     with_complex = weights.quality > 0 or cfg.spell_fraction > 0 or bool(cfg.row_cache)
     kept = KeptRows(len(ds), row_file(cfg.row_cache, ds, frozen, cfg) if cfg.row_cache else None)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from accelerate.tracking import GeneralTracker
 
-LOSS_TERMS = ("noise", "llm", "quality", "identity", "total")
+LOSS_TERMS = ("noise", "llm", "quality", "identity", "gate", "total")
 CSV_FIELDS = ("step", *LOSS_TERMS, "lr")
 
 
@@ -38,7 +38,7 @@ def plot_history(rows: list[dict], path: str | Path) -> None:
     if not rows:
         return
     steps = [r["step"] for r in rows]
-    keys = ("total", "noise", "llm", "quality", "identity")
+    keys = ("total", "noise", "llm", "quality", "identity", "gate")
     fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.2))
     for ax, key in zip(axes, keys):
         ax.plot(steps, [r[key] for r in rows], lw=1)
