@@ -53,6 +53,12 @@ class PromptAttention(nn.Module):
 GATES = (None, "token", "prompt")
 
 
+def gate_opening(score: torch.Tensor) -> torch.Tensor:
+    """A gate score as how much of the adapter's change passes, in [0, 1). relu makes a closed
+    gate exactly 0 (the input, bit for bit); tanh keeps a gradient at the open end."""
+    return torch.relu(torch.tanh(score))
+
+
 def check_eta(eta) -> float:
     """`eta` as a float in [0, 1], or ValueError naming what was given."""
     if isinstance(eta, bool):  # float(True) is 1.0: a flag is not a strength
@@ -148,7 +154,7 @@ class SURAdapter(ModelMixin, ConfigMixin):
         score = None
         if self.config.gate:
             score = self.gate_scores(x)
-            embeds = x + torch.relu(torch.tanh(score)) * (embeds - x)
+            embeds = x + gate_opening(score) * (embeds - x)
         if not return_dict:
             return embeds, hidden
         return SURAdapterOutput(embeds=embeds, hidden=hidden, gate_score=score)
@@ -164,9 +170,8 @@ class SURAdapter(ModelMixin, ConfigMixin):
         return score
 
     def gates(self, x: torch.Tensor) -> torch.Tensor:
-        """How much of the adapter's change each token (or prompt) takes, in [0, 1). relu makes a
-        closed gate exactly 0 (the input, bit for bit); tanh keeps a gradient at the open end."""
-        return torch.relu(torch.tanh(self.gate_scores(x)))
+        """How much of the adapter's change each token (or prompt) takes (see `gate_opening`)."""
+        return gate_opening(self.gate_scores(x))
 
     def project_llm(self, llm_features: torch.Tensor) -> torch.Tensor:
         """Teacher vectors (B, llm_dim) in the text width, for the distillation loss."""

@@ -21,7 +21,7 @@ import torch
 from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 from diffusers.utils.torch_utils import randn_tensor
 
-from .adapter import SURAdapter
+from .adapter import SURAdapter, gate_opening
 from .bases import load_base_pipeline, text_width, text_width_source
 from .conditioning import PromptConditioning, encode_conditioning
 from .devices import default_device, default_dtype
@@ -229,11 +229,13 @@ class SURPipeline:
             t1 = _sync(self.device)
             rows = {"baseline": encoded[:k]}
             gates = [None] * k
-            if "adapter" in variants and self.adapter.config.gate == "prompt":
-                with torch.no_grad():
-                    gates = self.adapter.gates(rows["baseline"].embeds.to(self.adapter.dtype)).flatten().tolist()
             if "adapter" in variants:  # new token embeddings; the prompt's pooled vector is kept
-                rows["adapter"] = rows["baseline"].with_embeds(self.adapt(rows["baseline"].embeds, eta=eta))
+                embeds = rows["baseline"].embeds
+                with torch.no_grad():
+                    out = self.adapter(embeds.to(self.adapter.dtype), eta=eta)
+                rows["adapter"] = rows["baseline"].with_embeds(out.embeds.to(embeds.dtype))
+                if self.adapter.config.gate == "prompt":  # one gate per prompt: how open it was
+                    gates = gate_opening(out.gate_score).flatten().tolist()
             if spell is not None:
                 rows["spell"] = encoded[k:]
             t2 = _sync(self.device)
